@@ -1,0 +1,170 @@
+"""The one error hierarchy of HotMesh.
+
+Every error raised on purpose by hotmesh or by a provider derives from :class:`HotMeshError`, so a
+caller can catch one class. The tree::
+
+    HotMeshError
+    ├── ConfigError                  bad configuration: URL, option, role mix
+    │   └── ProviderNotFoundError    no installed provider for a scheme/name
+    ├── ValidationError              bad input to an API call (topic, ttl, cron, ...)
+    │   └── SerializationError       a value is not JSON-serializable (names the path)
+    ├── CapabilityNotSupportedError  a provider was asked for something it does not declare
+    ├── ProviderError                a backend failed or is unreachable (URL shown without password)
+    ├── DuplicateJobError            a job / workflow id already exists
+    │   └── DuplicateWorkflowError
+    ├── JobNotFoundError
+    │   └── WorkflowNotFoundError
+    ├── RemoteError                  a remote callback/workflow failed (type, message, traceback)
+    │   └── WorkflowFailed
+    ├── NonDeterminismError
+    ├── TimeoutError                 also an instance of the builtin TimeoutError
+    └── InterruptedError             a job was interrupted
+
+Errors from a driver are translated at one seam per backend and keep the driver's error as
+``__cause__``. Messages never contain passwords: use :func:`redact_url` on any URL shown.
+"""
+
+from __future__ import annotations
+
+import builtins
+import re
+
+__all__ = [
+    "CapabilityNotSupportedError",
+    "ConfigError",
+    "DuplicateJobError",
+    "DuplicateWorkflowError",
+    "HotMeshError",
+    "InterruptedError",
+    "JobNotFoundError",
+    "NonDeterminismError",
+    "ProviderError",
+    "ProviderNotFoundError",
+    "RemoteError",
+    "SerializationError",
+    "TimeoutError",
+    "ValidationError",
+    "WorkflowFailed",
+    "WorkflowNotFoundError",
+    "redact_url",
+]
+
+_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@]*)(?::[^@/]*)?@")
+_PASSWORD_PARAM = re.compile(r"(?i)((?:password|passwd|pwd|token|secret)=)[^&;\s]*")
+
+
+def redact_url(url: str) -> str:
+    """Return *url* with any password (userinfo or query parameter) replaced by ``***``.
+
+    Every error and log line that shows a URL goes through this, so that credentials given in a
+    connection string never leak.
+    """
+
+    def _userinfo(match: re.Match[str]) -> str:
+        user = match.group("user")
+        has_password = ":" in match.group(0)[len(match.group("scheme")) :]
+        return f"{match.group('scheme')}{user}{':***' if has_password else ''}@"
+
+    return _PASSWORD_PARAM.sub(r"\1***", _USERINFO.sub(_userinfo, url))
+
+
+class HotMeshError(Exception):
+    """Root of every error HotMesh raises on purpose."""
+
+    #: Whether retrying the same operation may succeed (the engine reads this).
+    retryable: bool = False
+
+
+class ConfigError(HotMeshError):
+    """The configuration is wrong: a malformed URL, a wrong option, an impossible role mix."""
+
+
+class ProviderNotFoundError(ConfigError):
+    """No installed provider serves the requested URL scheme or name for a role."""
+
+
+class ValidationError(HotMeshError, ValueError):
+    """An argument to a public call is invalid; raised before anything is written."""
+
+
+class SerializationError(ValidationError):
+    """A value is not JSON-serializable.
+
+    Attributes:
+        path: where inside the value the offending item sits, e.g. ``args[0]["when"]``.
+    """
+
+    def __init__(self, message: str, *, path: str = "$") -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class CapabilityNotSupportedError(HotMeshError):
+    """A provider was asked for an operation whose capability it does not declare."""
+
+    def __init__(self, provider: str, capability: str, hint: str = "") -> None:
+        text = f"{provider} does not support {capability!s}"
+        super().__init__(f"{text}. {hint}" if hint else text)
+        self.provider = provider
+        self.capability = capability
+
+
+class ProviderError(HotMeshError):
+    """A backend failed or could not be reached. The message names the URL without password."""
+
+    retryable = True
+
+
+class DuplicateJobError(HotMeshError):
+    """A job with this id already exists."""
+
+
+class DuplicateWorkflowError(DuplicateJobError):
+    """A workflow with this id is already running."""
+
+
+class JobNotFoundError(HotMeshError, LookupError):
+    """No job with this id exists (or it has expired)."""
+
+
+class WorkflowNotFoundError(JobNotFoundError):
+    """No workflow with this id exists (or it has expired)."""
+
+
+class RemoteError(HotMeshError):
+    """A callback or workflow failed in another process.
+
+    Attributes:
+        remote_type: the qualified name of the exception class raised remotely.
+        remote_message: its message.
+        remote_traceback: the formatted traceback text from the remote process.
+    """
+
+    def __init__(
+        self,
+        remote_type: str,
+        remote_message: str,
+        remote_traceback: str = "",
+    ) -> None:
+        super().__init__(f"{remote_type}: {remote_message}")
+        self.remote_type = remote_type
+        self.remote_message = remote_message
+        self.remote_traceback = remote_traceback
+
+
+class WorkflowFailed(RemoteError):
+    """A workflow ended in failure; carries the remote error's type, message and traceback."""
+
+
+class NonDeterminismError(HotMeshError):
+    """Workflow code made a different durable call than its recorded history at some index."""
+
+
+class TimeoutError(HotMeshError, builtins.TimeoutError):  # noqa: A001 - deliberate, documented shadow
+    """An operation did not finish within its timeout."""
+
+    retryable = True
+
+
+class InterruptedError(HotMeshError):  # noqa: A001 - deliberate, documented shadow
+    """The job was interrupted before it finished."""
