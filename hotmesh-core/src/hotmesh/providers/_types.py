@@ -285,8 +285,10 @@ class Condition:
     """``field op value``.
 
     EQ/NE/IN on TAG compare whole strings; on NUMERIC, numbers. LT..GE and BETWEEN (value a
-    two-item tuple, inclusive) are NUMERIC only. MATCH is TEXT only: every word of ``value`` must
-    occur in the field (case-insensitive). Values are data, never query syntax.
+    two-item tuple, inclusive) are NUMERIC only; IN takes a tuple of values. MATCH is TEXT only:
+    every word of ``value`` must occur as a word of the field, case-insensitively; words are runs
+    of Unicode letters and digits (``\\w+``), and a MATCH value with no word matches nothing.
+    Values are data, never query syntax.
     """
 
     field: str
@@ -318,7 +320,8 @@ class Query:
     Attributes:
         index: the index name.
         where: the filter; None matches every document.
-        sort_by: a sortable field, or None for an unspecified but stable order (by document id).
+        sort_by: a sortable field, or None to order by document id. Documents without the field
+            come last in either direction; ties are broken by document id, ascending.
         descending: sort direction.
         offset: skip this many hits.
         limit: return at most this many hits.
