@@ -7,6 +7,7 @@ Created on first use, never at import time, so tests can build one with ``autolo
 from __future__ import annotations
 
 import difflib
+import importlib.metadata
 import os
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -62,6 +63,8 @@ class ProviderRegistry:
         self._specs: dict[tuple[Role, str], ProviderSpec] = {}
         self._autoload = autoload
         self._discovered = False
+        #: entry points that failed to load: name -> reason (shown by the CLI and in errors)
+        self.broken: dict[str, str] = {}
 
     def add(self, spec: ProviderSpec) -> None:
         """Register a spec; a later spec with the same (role, name) replaces the earlier one."""
@@ -76,13 +79,20 @@ class ProviderRegistry:
         manager = pluggy.PluginManager(_hookspecs.PROJECT_NAME)
         manager.add_hookspecs(_hookspecs)
         allowed = _env_list("HOTMESH_PLUGINS")
-        for name in _env_list("HOTMESH_DISABLE_PLUGINS") or ():
-            manager.set_blocked(name)
-        if allowed is None:
-            manager.load_setuptools_entrypoints(_hookspecs.PROJECT_NAME)
-        else:
-            for name in allowed:
-                manager.load_setuptools_entrypoints(_hookspecs.PROJECT_NAME, name=name)
+        blocked = set(_env_list("HOTMESH_DISABLE_PLUGINS") or ())
+        for entry_point in importlib.metadata.entry_points(group=_hookspecs.PROJECT_NAME):
+            name = entry_point.name
+            if name in blocked or (allowed is not None and name not in allowed):
+                continue
+            if manager.get_plugin(name) is not None:
+                continue
+            try:
+                plugin = entry_point.load()
+            except Exception as exc:  # a broken plugin must not hide the others; it is reported
+                dist = entry_point.dist.name if entry_point.dist is not None else "?"
+                self.broken[name] = f"{dist}: {type(exc).__name__}: {exc}"
+                continue
+            manager.register(plugin, name=name)
         manager.check_pending()
         manager.hook.hotmesh_register_providers(registry=self)
 
@@ -130,7 +140,8 @@ class ProviderRegistry:
     ) -> ProviderNotFoundError:
         available = list(available)
         parts = [f"no {role} provider for {what} {name!r}."]
-        close = difflib.get_close_matches(name, available, n=1)
+        close = difflib.get_close_matches(name, sorted(set(available) | set(KNOWN_DISTRIBUTIONS)), n=1)
+        close = [c for c in close if c != name]
         if close:
             parts.append(f"Did you mean {close[0]!r}?")
         installed = sorted({s.name for s in self.specs()})
@@ -138,12 +149,29 @@ class ProviderRegistry:
             f"Available for {role}: {', '.join(available) or 'none'}"
             f" (installed providers: {', '.join(installed) or 'none'})."
         )
+        if self.broken:
+            parts.append(
+                "Plugins that failed to load: "
+                + "; ".join(f"{k} ({v})" for k, v in sorted(self.broken.items()))
+                + "."
+            )
         dist = KNOWN_DISTRIBUTIONS.get(name)
-        if dist and dist != "hotmesh-core":
+        if dist and dist != "hotmesh-core" and not _installed(dist):
             parts.append(f"{dist} is not installed: pip install {dist}")
-        elif dist == "hotmesh-core":
-            parts.append(f"The {name!r} provider does not serve the {role} role.")
+        elif dist:
+            parts.append(
+                f"{dist} provides no {role} provider for {name!r}: configure {role}= with a"
+                f" backend that has one (e.g. {role}=sqlite:///hotmesh.db)."
+            )
         return ProviderNotFoundError(" ".join(parts))
+
+
+def _installed(distribution: str) -> bool:
+    try:
+        importlib.metadata.distribution(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
 
 
 def _env_list(name: str) -> list[str] | None:
