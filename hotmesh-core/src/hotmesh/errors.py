@@ -160,11 +160,11 @@ class NonDeterminismError(HotMeshError):
     """Workflow code made a different durable call than its recorded history at some index."""
 
 
-class TimeoutError(HotMeshError, builtins.TimeoutError):  # noqa: A001 - deliberate, documented shadow
+class TimeoutError(HotMeshError, builtins.TimeoutError):
     """An operation did not finish within its timeout."""
 
     retryable = True
 
 
-class InterruptedError(HotMeshError):  # noqa: A001 - deliberate, documented shadow
+class InterruptedError(HotMeshError):
     """The job was interrupted before it finished."""

@@ -21,5 +21,5 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 
 @hookspec
-def hotmesh_register_providers(registry: ProviderRegistry) -> None:  # type: ignore[empty-body]
+def hotmesh_register_providers(registry: ProviderRegistry) -> None:
     """Add ProviderSpecs to *registry*; must not import drivers, read configuration or do I/O."""

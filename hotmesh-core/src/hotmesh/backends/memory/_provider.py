@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
+from hotmesh.backends.memory._state import MemoryDatabase, database_for
 from hotmesh.errors import ConfigError, ProviderError
 from hotmesh.providers import Capability, ProviderInfo, url_scheme
-from hotmesh.backends.memory._state import MemoryDatabase, database_for
 
 _NAMESPACE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 

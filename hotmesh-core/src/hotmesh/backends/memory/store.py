@@ -228,7 +228,8 @@ class MemoryStore(MemoryProvider):
             state = self._data()
             state["waiters"].setdefault(signal_id, {})[(waiter.job_id, waiter.step)] = waiter
             buffered: list[Signal] = state["signals"].get(signal_id, [])
-            return buffered[0] if buffered else None
+            first: Signal | None = buffered[0] if buffered else None
+            return first
 
     async def consume_signal(self, signal_id: str, /, *, job_id: str, step: str) -> Signal | None:
         """Store rule 15."""
@@ -244,7 +245,7 @@ class MemoryStore(MemoryProvider):
             buffered = state["signals"].get(signal_id, [])
             if not buffered:
                 return None
-            signal = buffered.pop(0)
+            signal: Signal = buffered.pop(0)
             if not buffered:
                 state["signals"].pop(signal_id, None)
             del waiters[(job_id, step)]

@@ -1,0 +1,5 @@
+"""``python -m hotmesh``: see :mod:`hotmesh.cli`."""
+
+from hotmesh.cli import main
+
+raise SystemExit(main())
