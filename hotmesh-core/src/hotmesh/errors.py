@@ -50,6 +50,8 @@ __all__ = [
 ]
 
 _USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@]*)(?::[^@/]*)?@")
+# Any ":secret@" left, even in malformed URLs such as "redis:/user:secret@host".
+_ANY_USERINFO_PASSWORD = re.compile(r":[^:@/\s]+@")
 _PASSWORD_PARAM = re.compile(r"(?i)((?:password|passwd|pwd|token|secret)=)[^&;\s]*")
 
 
@@ -65,7 +67,9 @@ def redact_url(url: str) -> str:
         has_password = ":" in match.group(0)[len(match.group("scheme")) :]
         return f"{match.group('scheme')}{user}{':***' if has_password else ''}@"
 
-    return _PASSWORD_PARAM.sub(r"\1***", _USERINFO.sub(_userinfo, url))
+    redacted = _USERINFO.sub(_userinfo, url)
+    redacted = _ANY_USERINFO_PASSWORD.sub(":***@", redacted)
+    return _PASSWORD_PARAM.sub(r"\1***", redacted)
 
 
 class HotMeshError(Exception):

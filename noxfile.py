@@ -1,0 +1,136 @@
+"""The one task runner. ``nox -s ci`` is what CI (.ci/run) and the README's test command run.
+
+Sessions: lint, typecheck, tests (core unit tests), conformance (the kit on memory, sqlite and
+every installed server backend), meta (the kit's self-tests), examples, ci (all of them in one
+virtualenv, so CI installs once).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["ci"]
+nox.options.reuse_existing_virtualenvs = True
+
+ROOT = Path(__file__).parent
+PACKAGES = ["hotmesh-core", "conformance", "hotmesh-redis", "hotmesh-postgres", "hotmesh-nats"]
+DEV = ["pytest>=8", "pytest-timeout", "hypothesis>=6.100", "anyio>=4.3", "ruff>=0.6", "mypy>=1.11"]
+
+# The shared servers of the CI machine. A backend whose provider is installed is run against
+# its server, and an unreachable server fails the run (never a silent skip).
+SERVER_URLS = {
+    "redis": os.environ.get("HOTMESH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
+    "postgres": os.environ.get("HOTMESH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"),
+    "nats": os.environ.get("HOTMESH_TEST_NATS_URL", "nats://127.0.0.1:4222"),
+}
+
+
+def _install(session: nox.Session) -> None:
+    session.install(*DEV)
+    editable: list[str] = []
+    for name in PACKAGES:
+        if (ROOT / name / "pyproject.toml").is_file():
+            editable += ["-e", f"./{name}"]
+    session.install(*editable)
+
+
+def _installed_backends(session: nox.Session) -> list[str]:
+    """Names of the server backends whose providers are registered (entry points land with them)."""
+    out = session.run(
+        "python",
+        "-c",
+        "import json; from hotmesh.providers import default_registry as r;"
+        "print(json.dumps(sorted({s.name for s in r().specs()})))",
+        silent=True,
+    )
+    names: list[str] = json.loads(str(out).strip().splitlines()[-1])
+    return [n for n in names if n in SERVER_URLS]
+
+
+def _lint(session: nox.Session) -> None:
+    session.run("ruff", "check", ".")
+
+
+def _typecheck(session: nox.Session) -> None:
+    session.run("mypy", "--strict", "hotmesh-core/src/hotmesh")
+
+
+def _tests(session: nox.Session) -> None:
+    session.run("pytest", "-q", "hotmesh-core/tests")
+
+
+def _conformance(session: nox.Session, tmp: Path) -> None:
+    profile = ["--hotmesh-profile", "ci"]
+    session.run("pytest", "-q", "--pyargs", "hotmesh_conformance.suite", "--hotmesh-url", "memory://", *profile)
+    sqlite_url = f"sqlite:///{tmp / 'kit.db'}"
+    session.run("pytest", "-q", "--pyargs", "hotmesh_conformance.suite", "--hotmesh-url", sqlite_url, *profile)
+    for backend in _installed_backends(session):
+        session.run(
+            "pytest", "-q", "--pyargs", "hotmesh_conformance.suite", "--hotmesh-url", SERVER_URLS[backend], *profile
+        )
+        tests = ROOT / f"hotmesh-{backend}" / "tests"
+        if tests.is_dir():
+            session.run("pytest", "-q", str(tests))
+
+
+def _meta(session: nox.Session) -> None:
+    session.run("pytest", "-q", "conformance/tests")
+
+
+def _examples(session: nox.Session, tmp: Path) -> None:
+    env = {"HOTMESH_URL": f"sqlite:///{tmp / 'examples.db'}"}
+    runner = ROOT / "examples" / "run_all.py"
+    if runner.is_file():
+        session.run("python", str(runner), env=env)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff over the whole tree."""
+    session.install("ruff>=0.6")
+    _lint(session)
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on hotmesh-core."""
+    _install(session)
+    _typecheck(session)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """hotmesh-core's own tests."""
+    _install(session)
+    _tests(session)
+
+
+@nox.session
+def conformance(session: nox.Session) -> None:
+    """The kit on memory, sqlite and each installed server backend."""
+    _install(session)
+    _conformance(session, Path(session.create_tmp()))
+
+
+@nox.session
+def meta(session: nox.Session) -> None:
+    """The kit's self-tests: it passes on memory and fails on broken providers."""
+    _install(session)
+    _meta(session)
+
+
+@nox.session
+def ci(session: nox.Session) -> None:
+    """Everything CI runs, in one virtualenv."""
+    _install(session)
+    tmp = Path(session.create_tmp())
+    _lint(session)
+    _typecheck(session)
+    _tests(session)
+    _meta(session)
+    _conformance(session, tmp)
+    _examples(session, tmp)
