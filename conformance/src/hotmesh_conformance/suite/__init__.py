@@ -1,0 +1,1 @@
+"""The provider-level suites; run with ``pytest --pyargs hotmesh_conformance.suite``."""
