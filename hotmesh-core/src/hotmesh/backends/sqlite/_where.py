@@ -1,0 +1,147 @@
+"""Validation and SQL translation of search ``Where`` trees (Search rules 4-6).
+
+Every user value is bound as a parameter; full-text words are quoted as FTS5 phrases after being
+reduced to ``\\w+`` runs, so no value can change a query's meaning (Search rule 5).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from hotmesh.errors import ValidationError
+from hotmesh.providers import And, Condition, FieldType, IndexSpec, JSONValue, Op, Or, Where
+
+_WORD = re.compile(r"\w+")
+_NUMERIC_OPS = {Op.EQ, Op.NE, Op.LT, Op.LE, Op.GT, Op.GE, Op.BETWEEN, Op.IN}
+ALLOWED_OPS: Mapping[FieldType, set[Op]] = {
+    FieldType.NUMERIC: _NUMERIC_OPS,
+    FieldType.TAG: {Op.EQ, Op.NE, Op.IN},
+    FieldType.TEXT: {Op.MATCH},
+}
+_COMPARE = {Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">="}
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased words of a text, as MATCH sees them (Condition docs: ``\\w+`` runs)."""
+    return _WORD.findall(text.lower())
+
+
+def text_of(value: JSONValue) -> str:
+    """The text a TEXT field contributes to the full-text index."""
+    return value if isinstance(value, str) else str(value)
+
+
+def is_number(value: object) -> bool:
+    """True for int/float but not bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_value(spec: IndexSpec, name: str, value: JSONValue) -> None:
+    """Search rule 2: an indexed value must have its field's type."""
+    for field in spec.fields:
+        if field.name != name:
+            continue
+        ok = is_number(value) if field.type is FieldType.NUMERIC else isinstance(value, str)
+        if not ok:
+            raise ValidationError(
+                f"field {name!r} of index {spec.name!r} is {field.type.value}; "
+                f"got {type(value).__name__} {value!r}"
+            )
+
+
+def check_where(spec: IndexSpec, where: Where) -> None:
+    """Search rule 6: fields exist and operators fit their types."""
+    if isinstance(where, (And, Or)):
+        for clause in where.clauses:
+            check_where(spec, clause)
+        return
+    if not isinstance(where, Condition):
+        raise ValidationError(f"a where clause must be Condition, And or Or, got {where!r}")
+    types = {f.name: f.type for f in spec.fields}
+    if where.field not in types:
+        raise ValidationError(f"field {where.field!r} is not in index {spec.name!r}")
+    ftype = types[where.field]
+    if where.op not in ALLOWED_OPS[ftype]:
+        raise ValidationError(
+            f"operator {where.op.value!r} does not apply to {ftype.value} field {where.field!r}"
+        )
+    value = where.value
+    if where.op is Op.BETWEEN and not (
+        isinstance(value, (tuple, list)) and len(value) == 2 and all(is_number(v) for v in value)
+    ):
+        raise ValidationError(f"BETWEEN on {where.field!r} needs two numbers, got {value!r}")
+    if where.op is Op.IN and not isinstance(value, (tuple, list)):
+        raise ValidationError(f"IN on {where.field!r} needs a tuple of values, got {value!r}")
+    if where.op in _COMPARE and not is_number(value):
+        raise ValidationError(f"{where.op.value} on {where.field!r} needs a number, got {value!r}")
+
+
+class WhereSql:
+    """Builds a SQL boolean over ``d.doc_id`` with its parameters, for one (ns, index)."""
+
+    def __init__(self, ns: str, index: str) -> None:
+        self._ns = ns
+        self._index = index
+        self.params: list[Any] = []
+
+    def build(self, where: Where) -> str:
+        """SQL text for a (validated) where tree."""
+        if isinstance(where, And):
+            if not where.clauses:
+                return "1"
+            return "(" + " AND ".join(self.build(c) for c in where.clauses) + ")"
+        if isinstance(where, Or):
+            if not where.clauses:
+                return "0"
+            return "(" + " OR ".join(self.build(c) for c in where.clauses) + ")"
+        return self._condition(where)
+
+    def _values(self, field: str, predicate: str, params: list[Any]) -> str:
+        self.params.extend([self._ns, self._index, field, *params])
+        return (
+            "d.doc_id IN (SELECT v.doc_id FROM hm_values v WHERE v.ns = ? AND v.idx = ?"
+            f" AND v.field = ? AND {predicate})"
+        )
+
+    def _equal(self, field: str, targets: list[Any]) -> str:
+        """Equality as JSON values compare: strings to TAG text, numbers to numbers."""
+        strings = [t for t in targets if isinstance(t, str)]
+        numbers = [t for t in targets if isinstance(t, (int, float))]  # bool == 0/1 as in Python
+        parts: list[str] = []
+        params: list[Any] = []
+        if strings:
+            parts.append(f"v.tag IN ({', '.join('?' * len(strings))})")
+            params.extend(strings)
+        if numbers:
+            parts.append(f"v.num IN ({', '.join('?' * len(numbers))})")
+            params.extend(float(n) if isinstance(n, bool) else n for n in numbers)
+        if not parts:
+            return "0"
+        return self._values(field, "(" + " OR ".join(parts) + ")", params)
+
+    def _condition(self, cond: Condition) -> str:
+        op, value = cond.op, cond.value
+        if op is Op.EQ:
+            return self._equal(cond.field, [value])
+        if op is Op.NE:
+            return f"NOT {self._equal(cond.field, [value])}"
+        if op is Op.IN:
+            assert isinstance(value, (tuple, list))
+            return self._equal(cond.field, list(value))
+        if op is Op.BETWEEN:
+            assert isinstance(value, (tuple, list))
+            return self._values(cond.field, "v.num BETWEEN ? AND ?", [value[0], value[1]])
+        if op in _COMPARE:
+            return self._values(cond.field, f"v.num {_COMPARE[op]} ?", [value])
+        # MATCH: every word as a quoted phrase; no word matches nothing (Condition docs).
+        wanted = words(text_of(value))  # type: ignore[arg-type]
+        if not wanted:
+            return "0"
+        phrase = " ".join('"' + w.replace('"', '""') + '"' for w in wanted)
+        self.params.extend([phrase, self._ns, self._index, cond.field])
+        return (
+            "d.doc_id IN (SELECT doc_id FROM hm_fts WHERE hm_fts MATCH ? AND ns = ?"
+            " AND idx = ? AND field = ?)"
+        )
