@@ -1,0 +1,155 @@
+"""Lifecycle shared by the NATS providers: options, connect, close, error translation."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from types import TracebackType
+from typing import Any, ClassVar, Self
+
+import nats
+from nats.aio.client import Client
+from nats.errors import Error as NatsError
+from nats.js import JetStreamContext
+
+from hotmesh.errors import HotMeshError, ProviderError
+from hotmesh.providers import Capability, ProviderInfo
+from hotmesh_nats._config import ConnectSettings, check_namespace, parse
+
+
+async def _quiet(_exc: Exception) -> None:
+    """nats-py logs every reconnect attempt by default; the provider reports errors itself."""
+
+
+class NatsProvider:
+    """Base of the NATS providers: one nats-py connection per provider instance."""
+
+    role: ClassVar[str] = ""
+    declared: ClassVar[frozenset[Capability]] = frozenset()
+
+    def __init__(self, url: str, *, namespace: str, options: Mapping[str, Any]) -> None:
+        # Provider rule 1: parse and validate only, no I/O.
+        self._settings: ConnectSettings = parse(url, options, f"nats {self.role}")
+        self._namespace = check_namespace(namespace)
+        self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._closed = False
+
+    @property
+    def name(self) -> str:
+        """Registered provider name."""
+        return "nats"
+
+    @property
+    def namespace(self) -> str:
+        """The namespace every subject / stream / bucket is scoped by."""
+        return self._namespace
+
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        """Declared capabilities (Provider rule 2)."""
+        return self.declared
+
+    @property
+    def display_url(self) -> str:
+        """The server list without credentials (for errors)."""
+        return self._settings.display
+
+    async def open(self) -> None:
+        """Connect (Provider rule 1); a second call is harmless."""
+        if self._closed:
+            raise ProviderError(f"nats {self.role} provider for {self.display_url} is closed")
+        if self._nc is not None:
+            return
+        nc = Client()
+        kwargs = self._settings.connect_kwargs()
+        try:
+            await asyncio.wait_for(
+                nc.connect(error_cb=_quiet, **kwargs), self._settings.options.open_timeout
+            )
+        except asyncio.CancelledError:
+            await _close_quietly(nc)
+            raise
+        except (TimeoutError, NatsError, OSError) as exc:
+            await _close_quietly(nc)
+            raise ProviderError(
+                f"cannot connect to NATS at {self.display_url}: {type(exc).__name__}: {exc}"
+            ) from exc
+        self._nc = nc
+        self._js = nc.jetstream(timeout=self._settings.options.request_timeout)
+        await self._opened()
+
+    async def _opened(self) -> None:
+        """Hook for role-specific checks after connecting."""
+
+    async def aclose(self) -> None:
+        """Close the connection (Provider rule 5: idempotent)."""
+        self._closed = True
+        nc, self._nc, self._js = self._nc, None, None
+        if nc is not None:
+            await self._closing()
+            await _close_quietly(nc)
+
+    async def _closing(self) -> None:
+        """Hook run before the connection closes."""
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    @property
+    def nc(self) -> Client:
+        """The live connection (ProviderError when closed or never opened: Provider rule 5)."""
+        if self._nc is None:
+            state = "closed" if self._closed else "not open (call open() first)"
+            raise ProviderError(f"nats {self.role} provider for {self.display_url} is {state}")
+        return self._nc
+
+    @property
+    def js(self) -> JetStreamContext:
+        """The JetStream context of the live connection."""
+        _ = self.nc
+        assert self._js is not None
+        return self._js
+
+    async def info(self) -> ProviderInfo:
+        """Server version and the durability JetStream gives."""
+        version = self.nc.connected_server_version
+        durability = (
+            f"JetStream {self._settings.options.storage} storage, replicas="
+            f"{self._settings.options.replicas}; a write is acknowledged once stored "
+            "(file storage fsyncs on the server's sync_interval, 2 min by default)"
+        )
+        return ProviderInfo(name="nats", server_version=str(version), durability=durability)
+
+    @asynccontextmanager
+    async def errors(self, operation: str) -> AsyncIterator[None]:
+        """Translate driver errors to ProviderError (Provider rule 6)."""
+        try:
+            yield
+        except (HotMeshError, asyncio.CancelledError):
+            raise
+        except (TimeoutError, NatsError, OSError) as exc:
+            raise ProviderError(
+                f"nats {self.role} {operation} failed on {self.display_url}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+
+
+async def _close_quietly(nc: Client) -> None:
+    try:
+        await nc.close()
+    except (TimeoutError, NatsError, OSError):
+        pass
+
+
+__all__ = ["NatsProvider", "nats"]
