@@ -1,0 +1,157 @@
+"""Router: consume one stream through a consumer group with bounded concurrency.
+
+Engine rule 3 (ack after effects): a delivery is acked only after its handler returned, i.e.
+after the handler's transition committed and its follow-ups were published. A handler that raises
+is released with exponential backoff and dead-lettered (keeping the error) after
+``retry.max_attempts`` deliveries. On shutdown, in-flight work gets a grace period to finish; what
+is still running is cancelled and released at once so another engine takes it (never lost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import traceback
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from hotmesh.providers import Capability, Delivery, ReadRequest, Stream
+
+log = logging.getLogger("hotmesh.engine")
+
+Handler = Callable[[Delivery], Awaitable[None]]
+DeadLetterHook = Callable[[Delivery, BaseException], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff: attempt n waits ``initial * coefficient**(n-1)``, capped."""
+
+    max_attempts: int = 3
+    initial_interval: timedelta = timedelta(milliseconds=200)
+    backoff_coefficient: float = 2.0
+    maximum_interval: timedelta = timedelta(seconds=30)
+
+    def delay(self, attempt: int) -> timedelta:
+        """Backoff before the attempt after ``attempt`` (1-based)."""
+        seconds = self.initial_interval.total_seconds() * self.backoff_coefficient ** max(attempt - 1, 0)
+        return min(timedelta(seconds=seconds), self.maximum_interval)
+
+
+class Router:
+    """One consumer of one (stream, group) running up to ``concurrency`` handlers at once."""
+
+    def __init__(
+        self,
+        stream: Stream,
+        *,
+        stream_name: str,
+        group: str,
+        handler: Handler,
+        concurrency: int = 10,
+        visibility_timeout: timedelta = timedelta(seconds=60),
+        retry: RetryPolicy | None = None,
+        on_dead_letter: DeadLetterHook | None = None,
+        block: timedelta = timedelta(seconds=5),
+    ) -> None:
+        self.stream = stream
+        self.stream_name = stream_name
+        self.group = group
+        self.consumer = f"c-{uuid.uuid4().hex[:12]}"
+        self.handler = handler
+        self.concurrency = concurrency
+        self.visibility_timeout = visibility_timeout
+        self.retry = retry or RetryPolicy()
+        self.on_dead_letter = on_dead_letter
+        self.block = block
+        self._inflight: dict[asyncio.Task[None], Delivery] = {}
+        self._stopping = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start consuming in the background."""
+        if self._loop_task is None:
+            self._loop_task = asyncio.create_task(self._run(), name=f"router:{self.stream_name}")
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        while not self._stopping.is_set():
+            free = self.concurrency - len(self._inflight)
+            if free <= 0:  # bounded concurrency: read more only when a slot frees up
+                await asyncio.wait(set(self._inflight), return_when=asyncio.FIRST_COMPLETED)
+                continue
+            try:
+                deliveries = await self.stream.read(
+                    ReadRequest(
+                        stream=self.stream_name,
+                        group=self.group,
+                        consumer=self.consumer,
+                        count=free,
+                        block=self.block,
+                        visibility_timeout=self.visibility_timeout,
+                        max_deliveries=self.retry.max_attempts + 1,
+                    )
+                )
+                backoff = 0.1
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # backend trouble: keep retrying with backoff instead of dying
+                log.exception("read from %s failed; retrying in %.1fs", self.stream_name, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            for delivery in deliveries:
+                task = asyncio.create_task(self._handle(delivery))
+                self._inflight[task] = delivery
+                task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._inflight.pop(task, None)
+
+    async def _handle(self, delivery: Delivery) -> None:
+        try:
+            await self.handler(delivery)
+            await self.stream.ack(self.stream_name, self.group, [delivery.id])
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await self._failed(delivery, exc)
+
+    async def _failed(self, delivery: Delivery, exc: Exception) -> None:
+        attempt = delivery.delivery_count
+        try:
+            if attempt >= self.retry.max_attempts:
+                text = "".join(traceback.format_exception(exc))
+                log.error("giving up on %s/%s after %d attempts: %s", self.stream_name, delivery.id, attempt, exc)
+                if self.on_dead_letter is not None:
+                    await self.on_dead_letter(delivery, exc)
+                await self.stream.dead_letter(delivery, text)
+                return
+            delay = self.retry.delay(attempt)
+            if Capability.STREAM_DELAY not in self.stream.capabilities:
+                delay = timedelta(0)
+            log.warning("attempt %d of %s/%s failed (%s); retrying in %s", attempt, self.stream_name, delivery.id, exc, delay)
+            await self.stream.release(self.stream_name, self.group, [delivery.id], delay=delay)
+        except Exception:  # the visibility timeout will bring it back
+            log.exception("could not release or dead-letter %s/%s", self.stream_name, delivery.id)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop reading, let in-flight work finish for ``grace`` seconds, release the rest."""
+        self._stopping.set()
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+        pending = list(self._inflight)
+        if pending:
+            _, still = await asyncio.wait(pending, timeout=grace)
+            unfinished = [self._inflight[t] for t in still if t in self._inflight]
+            for task in still:
+                task.cancel()
+            await asyncio.gather(*still, return_exceptions=True)
+            if unfinished:
+                try:  # give them back now rather than after the visibility timeout
+                    await self.stream.release(self.stream_name, self.group, [d.id for d in unfinished])
+                except Exception:
+                    log.exception("could not release in-flight work on shutdown; it returns after the timeout")
