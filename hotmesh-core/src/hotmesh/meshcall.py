@@ -30,7 +30,7 @@ import anyio
 from hotmesh.config import HotMeshConfig, load_config
 from hotmesh.connection import Connection
 from hotmesh.engine.durations import Duration, Interval, parse_duration
-from hotmesh.engine.engine import Engine, headers_for
+from hotmesh.engine.engine import Engine, headers_for, wait_for_shutdown_signal
 from hotmesh.engine.router import RetryPolicy
 from hotmesh.errors import RemoteError, SerializationError, TimeoutError, ValidationError
 from hotmesh.providers import (
@@ -136,8 +136,12 @@ class MeshCall:
         connection: ConnectionLike = None,
         concurrency: int = 10,
         retry: RetryPolicy | None = None,
+        visibility_timeout: Duration = 60.0,
     ) -> None:
         """Serve calls to ``topic`` with ``callback`` in this process until :meth:`shutdown`.
+
+        ``visibility_timeout`` is how long a call taken by a process that then dies stays
+        invisible before another process takes it over (keep it above the callback's run time).
 
         ``retry`` applies to exceptions from the callback: by default (one attempt) an exception
         goes straight back to the caller as a :class:`~hotmesh.errors.RemoteError`.
@@ -147,6 +151,7 @@ class MeshCall:
             raise ValidationError(f"callback for {topic!r} is not callable: {callback!r}")
         if concurrency < 1:
             raise ValidationError(f"concurrency must be at least 1, got {concurrency}")
+        lease = parse_duration(visibility_timeout, what="visibility_timeout")
         conn = await _registry.connection(connection)
         engine = _registry.engine(conn)
         policy = retry or RetryPolicy(max_attempts=1)
@@ -170,6 +175,7 @@ class MeshCall:
                 maximum_interval=policy.maximum_interval,
             ),
             on_dead_letter=dead,
+            visibility_timeout=lease,
         )
 
     @staticmethod
@@ -332,6 +338,12 @@ class MeshCall:
         if isinstance(next_timer, str):
             await conn.store.cancel_timer(next_timer)
         return True
+
+    @staticmethod
+    async def serve(grace: float = 5.0) -> None:
+        """Block until SIGTERM or SIGINT, then :meth:`shutdown` gracefully (for worker processes)."""
+        await wait_for_shutdown_signal()
+        await MeshCall.shutdown(grace)
 
     @staticmethod
     async def shutdown(grace: float = 5.0) -> None:
