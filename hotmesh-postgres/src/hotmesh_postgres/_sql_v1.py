@@ -201,7 +201,8 @@ BEGIN
     END LOOP;
     IF got = 0 THEN
         SELECT extract(epoch FROM min(d.visible_at) - clock_timestamp()) INTO nxt
-        FROM @S@.deliveries d WHERE d.stream = s AND d.grp = g;
+        FROM @S@.deliveries d
+        WHERE d.stream = s AND d.grp = g AND d.visible_at > clock_timestamp();
     END IF;
     RETURN jsonb_build_object('d', out, 'next', nxt);
 END
