@@ -39,7 +39,7 @@ async def test_publish_read_ack_in_order(stream: NatsStream) -> None:
 async def test_bad_body_writes_nothing(stream: NatsStream) -> None:
     """Bad input is rejected before the first write."""
     with pytest.raises(SerializationError):
-        await stream.publish([Message("q", {"ok": 1}), Message("q", {"bad": object()})])
+        await stream.publish([Message("q", {"ok": 1}), Message("q", {"bad": object()})])  # type: ignore[dict-item]
     assert await stream.length("q") == 0
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
+from hotmesh_nats.store import NatsStore
 from hotmesh_nats.stream import NatsStream
 from hotmesh_nats.sub import NatsSub
 
-__all__ = ["NatsStream", "NatsSub"]
+__all__ = ["NatsStore", "NatsStream", "NatsSub"]

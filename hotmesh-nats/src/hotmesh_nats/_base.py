@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from types import TracebackType
@@ -10,8 +11,9 @@ from typing import Any, ClassVar, Self
 
 import nats
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
-from nats.js import JetStreamContext
+from nats.js import JetStreamContext, api
 
 from hotmesh.errors import HotMeshError, ProviderError
 from hotmesh.providers import Capability, ProviderInfo
@@ -130,6 +132,51 @@ class NatsProvider:
             "(file storage fsyncs on the server's sync_interval, 2 min by default)"
         )
         return ProviderInfo(name="nats", server_version=str(version), durability=durability)
+
+    async def pull(
+        self, stream: str, consumer: str, batch: int, *, expires: float | None
+    ) -> tuple[list[Msg], str]:
+        """One pull request on a consumer; returns the messages and the final status code.
+
+        ``expires`` None asks JetStream not to wait (``no_wait``); otherwise the request waits
+        server-side up to ``expires`` seconds, so the caller is woken by the server.
+        """
+        nc = self.nc
+        inbox = nc.new_inbox()
+        status = ""
+        async with self.errors("read"):
+            sub = await nc.subscribe(inbox)
+            try:
+                body: dict[str, Any] = {"batch": batch}
+                if expires is None:
+                    body["no_wait"] = True
+                    wait = self._settings.options.request_timeout
+                else:
+                    body["expires"] = int(expires * 1e9)
+                    wait = expires + self._settings.options.request_timeout
+                await nc.publish(
+                    f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}",
+                    json.dumps(body).encode(),
+                    reply=inbox,
+                )
+                loop = asyncio.get_running_loop()
+                end = loop.time() + wait
+                got: list[Msg] = []
+                while len(got) < batch:
+                    try:
+                        msg = await sub.next_msg(timeout=max(end - loop.time(), 0.001))
+                    except TimeoutError:
+                        break
+                    code = msg.headers.get(api.Header.STATUS, "") if msg.headers else ""
+                    if code:
+                        if code in ("404", "408", "409"):
+                            status = code
+                            break
+                        continue  # 100 heartbeats and the like
+                    got.append(msg)
+                return got, status
+            finally:
+                await sub.unsubscribe()
 
     @asynccontextmanager
     async def errors(self, operation: str) -> AsyncIterator[None]:

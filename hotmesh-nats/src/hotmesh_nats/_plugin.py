@@ -6,6 +6,11 @@ from hotmesh.providers import ProviderRegistry, ProviderSpec, Role, hookimpl
 
 _SCHEMES = ("nats", "tls")
 _PROVIDERS = {
+    Role.STORE: (
+        "hotmesh_nats.store:NatsStore",
+        ("store.ttl", "provider.multi_process", "provider.durable"),
+        "JetStream KV, one compare-and-set per transition; expiry kept in the value",
+    ),
     Role.STREAM: (
         "hotmesh_nats.stream:NatsStream",
         ("stream.delay", "provider.multi_process", "provider.durable"),

@@ -182,42 +182,10 @@ class NatsStream(NatsProvider):
         return out
 
     async def _pull(self, consumer: str, batch: int, *, expires: float | None) -> list[Msg]:
-        nc = self.nc
-        inbox = nc.new_inbox()
-        async with self.errors("read"):
-            sub = await nc.subscribe(inbox)
-            try:
-                body: dict[str, Any] = {"batch": batch}
-                if expires is None:
-                    body["no_wait"] = True
-                    wait = self._settings.options.request_timeout
-                else:
-                    body["expires"] = int(expires * 1e9)
-                    wait = expires + self._settings.options.request_timeout
-                await nc.publish(
-                    f"$JS.API.CONSUMER.MSG.NEXT.{self._stream_name}.{consumer}",
-                    json.dumps(body).encode(),
-                    reply=inbox,
-                )
-                loop = asyncio.get_running_loop()
-                end = loop.time() + wait
-                got: list[Msg] = []
-                while len(got) < batch:
-                    try:
-                        msg = await sub.next_msg(timeout=max(end - loop.time(), 0.001))
-                    except TimeoutError:
-                        break
-                    if msg.headers and msg.headers.get(api.Header.STATUS):
-                        status = msg.headers.get(api.Header.STATUS, "")
-                        if status in ("404", "408", "409", "100"):
-                            if status == "409" and "not found" in str(msg.headers).lower():
-                                self._forget()
-                            break
-                        continue
-                    got.append(msg)
-                return got
-            finally:
-                await sub.unsubscribe()
+        msgs, status = await self.pull(self._stream_name, consumer, batch, expires=expires)
+        if status == "409":
+            self._forget()  # consumer deleted under us (purge by another process)
+        return msgs
 
     async def _admit(self, request: ReadRequest, msg: Msg) -> Delivery | None:
         meta = msg.metadata

@@ -1,0 +1,514 @@
+"""NatsStore: job state on JetStream KV, one bucket per namespace (``hotmesh_<ns>``).
+
+Every piece of state that must change atomically lives in ONE KV entry, updated with
+compare-and-set on the entry's revision and retried on conflict (Store rule 2):
+
+* ``j.<id>``   a job: ``{"f": fields, "s": {step: [messages]}, "x": expires_at | null}``;
+  the step records make transitions idempotent (rule 3) and are updated in the same CAS.
+* ``t.<id>``   a timer: ``{"d": due ISO, "e": due epoch, "m": message, "l": lease_until, "k": token}``.
+* ``s.<id>``   a signal id: buffered signals, seen delivery ids, waiters and consumed results,
+  so deliver / add_waiter / consume are each one CAS on one entry (rules 13-16).
+* ``c.<key>``  a cached value with its expiry.
+
+Ids are base64url-encoded into keys. Cost: a transition is 2 round trips (get + CAS update), plus
+one per retry under contention on the same job.
+
+TTL without server support (nats-server 2.9 has no per-message TTL): the expiry is stored in the
+value and an expired entry is treated as absent everywhere (rules 1, 8, 17); ``create_job``
+overwrites an expired job with a CAS on its revision; reads delete expired entries lazily.
+
+Timers are found by scanning the ``t.>`` keys with a throwaway JetStream consumer (last value per
+subject): ``claim_due_timers`` and ``next_timer_due`` cost O(number of timers) per call, with no
+write contention between ``add_timer`` calls. Each claim is a CAS that writes a new token and lease,
+so at most one claimer holds a timer and an old token cannot complete it (rule 10).
+
+No atomic outbox (rule 6): a KV write and a stream publish cannot be one JetStream operation on
+2.9, so ``can_publish_to`` is always False and the engine publishes after commit.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from nats.js import api
+from nats.js.errors import (
+    BucketNotFoundError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+    NoKeysError,
+    NotFoundError,
+)
+from nats.js.kv import KeyValue
+
+from hotmesh.errors import ProviderError, ValidationError
+from hotmesh.providers import (
+    Capability,
+    ClaimedTimer,
+    CreateResult,
+    JSONValue,
+    Message,
+    NewJob,
+    Signal,
+    Stream,
+    Timer,
+    Transition,
+    TransitionResult,
+    TransitionStatus,
+    Waiter,
+    dumps,
+    loads,
+)
+from hotmesh_nats._base import NatsProvider
+from hotmesh_nats._names import key as kv_key
+
+R = TypeVar("R")
+_KEEP = object()
+"""Returned by a mutation to mean "write nothing"."""
+_DELETE = object()
+"""Returned by a mutation to delete the entry."""
+_MAX_RETRIES = 200
+_SCAN_BATCH = 1000
+
+
+def _copy(value: Any) -> JSONValue:
+    return loads(dumps(value))
+
+
+def _add(current: JSONValue, delta: float) -> int | float:
+    base = current if isinstance(current, (int, float)) and not isinstance(current, bool) else 0
+    total = base + delta
+    if isinstance(base, int) and float(delta).is_integer() and not isinstance(delta, bool):
+        return int(total)
+    return total
+
+
+def _msg_out(message: Message) -> dict[str, JSONValue]:
+    return {"s": message.stream, "b": dict(message.body), "h": dict(message.headers)}
+
+
+def _msg_in(data: Any) -> Message:
+    return Message(stream=data["s"], body=data["b"], headers=data["h"])
+
+
+def _expires_at(delta: timedelta | None) -> float | None:
+    return None if delta is None else time.time() + delta.total_seconds()
+
+
+def _live(expires: Any) -> bool:
+    return expires is None or float(expires) > time.time()
+
+
+def _waiter_key(job_id: str, step: str) -> str:
+    return dumps([job_id, step])
+
+
+class NatsStore(NatsProvider):
+    """Store provider on JetStream KV (see the module docstring for the layout)."""
+
+    role = "store"
+    declared = frozenset({Capability.STORE_TTL, Capability.MULTI_PROCESS, Capability.DURABLE})
+
+    def __init__(self, url: str, *, namespace: str, options: Any) -> None:
+        super().__init__(url, namespace=namespace, options=options)
+        self._bucket = f"hotmesh_{self.namespace}"
+        self._kv: KeyValue | None = None
+
+    # ---------------------------------------------------------------- plumbing
+    async def _bucket_kv(self) -> KeyValue:
+        _ = self.nc
+        if self._kv is not None:
+            return self._kv
+        opts = self._settings.options
+        async with self.errors("open bucket"):
+            try:
+                self._kv = await self.js.key_value(self._bucket)
+            except (BucketNotFoundError, NotFoundError):
+                self._kv = await self.js.create_key_value(
+                    api.KeyValueConfig(
+                        bucket=self._bucket,
+                        history=1,
+                        storage=(
+                            api.StorageType.FILE if opts.storage == "file"
+                            else api.StorageType.MEMORY
+                        ),
+                        replicas=opts.replicas,
+                    )
+                )
+        return self._kv
+
+    async def _get(self, key: str) -> tuple[Any, int | None]:
+        """(decoded value or None, revision or None)."""
+        kv = await self._bucket_kv()
+        async with self.errors("get"):
+            try:
+                entry = await kv.get(key)
+            except KeyNotFoundError:
+                return None, None
+        if entry.value is None or entry.operation in ("DEL", "PURGE"):
+            return None, None
+        return loads(entry.value), entry.revision
+
+    async def _mutate(self, key: str, change: Callable[[Any], tuple[Any, R]]) -> R:
+        """Read-modify-write ``key`` with CAS on its revision, retrying on conflict.
+
+        ``change(current)`` returns (new value | _KEEP | _DELETE, result); it must be pure
+        because it is re-run on each retry.
+        """
+        kv = await self._bucket_kv()
+        for _ in range(_MAX_RETRIES):
+            current, revision = await self._get(key)
+            new, result = change(current)
+            if new is _KEEP:
+                return result
+            try:
+                async with self.errors("write"):
+                    if new is _DELETE:
+                        if revision is not None:
+                            await kv.delete(key, last=revision)
+                    elif revision is None:
+                        await kv.create(key, dumps(new).encode())
+                    else:
+                        await kv.update(key, dumps(new).encode(), last=revision)
+                return result
+            except ProviderError as exc:
+                if _is_conflict(exc.__cause__):
+                    continue
+                raise
+        raise ProviderError(f"nats store: too much contention on one entry of {self.display_url}")
+
+    # ---------------------------------------------------------------- jobs
+    def can_publish_to(self, stream: object, /) -> bool:
+        """Never: KV write + stream publish is not one atomic JetStream operation (rule 6)."""
+        return False
+
+    async def create_job(self, job: NewJob, /, *, stream: Stream | None = None) -> CreateResult:
+        """Create if absent or expired (Store rules 1, 8)."""
+        fields = {k: _copy(v) for k, v in job.fields.items()}
+        record = {"f": fields, "s": {}, "x": _expires_at(job.expire)}
+
+        def change(cur: Any) -> tuple[Any, bool]:
+            if cur is not None and _live(cur.get("x")):
+                return _KEEP, False
+            return record, True
+
+        created = await self._mutate(kv_key("j", job.job_id), change)
+        return CreateResult(created=created)
+
+    async def apply_transition(
+        self, transition: Transition, /, *, stream: Stream | None = None
+    ) -> TransitionResult:
+        """One CAS on the job entry (Store rules 2-5, 8)."""
+        t = transition
+        new_values = {k: _copy(v) for k, v in t.set.items()}
+        required = {k: _copy(v) for k, v in t.require.items()}
+        recorded = [_msg_out(m) for m in t.messages]
+        dumps(recorded, "transition.messages")
+
+        def change(cur: Any) -> tuple[Any, TransitionResult]:
+            if cur is None or not _live(cur.get("x")):
+                return _KEEP, TransitionResult(status=TransitionStatus.REJECTED)
+            fields: dict[str, JSONValue] = cur["f"]
+            if t.step in cur["s"]:
+                return _KEEP, TransitionResult(
+                    status=TransitionStatus.DUPLICATE,
+                    fields={k: fields[k] for k in t.read if k in fields},
+                    messages=tuple(_msg_in(m) for m in cur["s"][t.step]),
+                )
+            for name, expected in required.items():
+                if expected is None:
+                    if name in fields:
+                        return _KEEP, TransitionResult(status=TransitionStatus.REJECTED)
+                elif name not in fields or fields[name] != expected:
+                    return _KEEP, TransitionResult(status=TransitionStatus.REJECTED)
+            fields.update(new_values)
+            for name, delta in t.increment.items():
+                fields[name] = _add(fields.get(name), delta)
+            for name in t.delete:
+                fields.pop(name, None)
+            cur["s"][t.step] = recorded
+            if t.expire is not None:
+                cur["x"] = _expires_at(t.expire)
+            result = TransitionResult(
+                status=TransitionStatus.APPLIED,
+                fields={k: _copy(fields[k]) for k in t.read if k in fields},
+                messages=t.messages,
+            )
+            return cur, result
+
+        return await self._mutate(kv_key("j", t.job_id), change)
+
+    async def get_job(
+        self, job_id: str, /, fields: Sequence[str] | None = None
+    ) -> dict[str, JSONValue] | None:
+        """Rule 7; an expired job is absent (rule 8)."""
+        cur, _ = await self._get(kv_key("j", job_id))
+        if cur is None or not _live(cur.get("x")):
+            return None
+        stored: dict[str, JSONValue] = cur["f"]
+        names = list(stored) if fields is None else [f for f in fields if f in stored]
+        return {name: stored[name] for name in names}
+
+    async def delete_job(self, job_id: str, /) -> bool:
+        """Delete the job entry (fields and step records together)."""
+        return await self._mutate(
+            kv_key("j", job_id),
+            lambda cur: (_DELETE, cur is not None and _live(cur.get("x"))),
+        )
+
+    # ---------------------------------------------------------------- timers
+    async def add_timer(self, timer: Timer, /) -> bool:
+        """Rule 9: idempotent by timer id (KV create)."""
+        if timer.due.tzinfo is None:
+            raise ValidationError("timer due must be timezone-aware (UTC)")
+        due = timer.due.astimezone(UTC)
+        record = {
+            "i": timer.timer_id,
+            "d": due.isoformat(),
+            "e": due.timestamp(),
+            "m": _msg_out(timer.message),
+            "l": 0.0,
+            "k": "",
+        }
+        return await self._mutate(
+            kv_key("t", timer.timer_id),
+            lambda cur: (_KEEP, False) if cur is not None else (record, True),
+        )
+
+    async def _scan_timers(self) -> list[tuple[str, int, dict[str, Any]]]:
+        """All timers as (key, revision, record): one throwaway consumer, O(timers)."""
+        await self._bucket_kv()
+        stream = f"KV_{self._bucket}"
+        prefix = f"$KV.{self._bucket}."
+        out: list[tuple[str, int, dict[str, Any]]] = []
+        async with self.errors("scan timers"):
+            info = await self.js.add_consumer(
+                stream,
+                api.ConsumerConfig(
+                    deliver_policy=api.DeliverPolicy.LAST_PER_SUBJECT,
+                    ack_policy=api.AckPolicy.NONE,
+                    filter_subject=f"{prefix}t.>",
+                    inactive_threshold=30.0,
+                    mem_storage=True,
+                    num_replicas=1,
+                ),
+            )
+            try:
+                remaining = int(info.num_pending or 0)
+                while remaining > 0:
+                    msgs, _ = await self.pull(
+                        stream, info.name, min(remaining, _SCAN_BATCH), expires=None
+                    )
+                    if not msgs:
+                        break
+                    remaining -= len(msgs)
+                    for msg in msgs:
+                        op = msg.headers.get("KV-Operation") if msg.headers else None
+                        if op in ("DEL", "PURGE") or not msg.data:
+                            continue
+                        out.append(
+                            (msg.subject[len(prefix):], msg.metadata.sequence.stream,
+                             loads(msg.data))  # type: ignore[arg-type]
+                        )
+            finally:
+                try:
+                    await self.js.delete_consumer(stream, info.name)
+                except NotFoundError:
+                    pass
+        return out
+
+    async def claim_due_timers(self, *, limit: int, lease: timedelta) -> list[ClaimedTimer]:
+        """Rule 10: each claim is a CAS writing a fresh token and lease."""
+        if limit <= 0:
+            return []
+        kv = await self._bucket_kv()
+        now = time.time()
+        due = sorted(
+            (
+                (rec["e"], rec["i"], key, rev, rec)
+                for key, rev, rec in await self._scan_timers()
+                if rec["e"] <= now and rec["l"] <= now
+            ),
+            key=lambda item: (item[0], item[1]),
+        )
+        claimed: list[ClaimedTimer] = []
+        for _, _, key, rev, rec in due:
+            if len(claimed) >= limit:
+                break
+            token = uuid.uuid4().hex
+            updated = dict(rec, l=time.time() + lease.total_seconds(), k=token)
+            try:
+                async with self.errors("claim timer"):
+                    await kv.update(key, dumps(updated).encode(), last=rev)
+            except ProviderError as exc:
+                if _is_conflict(exc.__cause__):
+                    continue  # someone else claimed, completed or cancelled it
+                raise
+            claimed.append(ClaimedTimer(timer=_timer(rec), token=token))
+        return claimed
+
+    async def complete_timer(self, claimed: ClaimedTimer, /) -> bool:
+        """Rule 10: fenced by token and unexpired lease."""
+
+        def change(cur: Any) -> tuple[Any, bool]:
+            if cur is None or cur["k"] != claimed.token or cur["l"] <= time.time():
+                return _KEEP, False
+            return _DELETE, True
+
+        return await self._mutate(kv_key("t", claimed.timer.timer_id), change)
+
+    async def cancel_timer(self, timer_id: str, /) -> bool:
+        """Rule 11."""
+        return await self._mutate(
+            kv_key("t", timer_id), lambda cur: (_DELETE, True) if cur is not None else (_KEEP, False)
+        )
+
+    async def next_timer_due(self) -> datetime | None:
+        """Rule 12 (a scan: O(timers))."""
+        now = time.time()
+        dues = [_timer(rec).due for _, _, rec in await self._scan_timers() if rec["l"] <= now]
+        return min(dues) if dues else None
+
+    # ---------------------------------------------------------------- signals
+    async def deliver_signal(
+        self, signal_id: str, data: JSONValue, /, *, delivery_id: str
+    ) -> list[Waiter]:
+        """Rule 13: buffer once per delivery id; return current waiters."""
+        value = _copy(data)
+
+        def change(cur: Any) -> tuple[Any, list[Waiter]]:
+            state = cur or _empty_signal()
+            waiters = [_waiter(w) for w in state["w"].values()]
+            if delivery_id in state["seen"]:
+                return _KEEP, waiters
+            state["seen"].append(delivery_id)
+            state["q"].append([value, delivery_id])
+            return state, waiters
+
+        return await self._mutate(kv_key("s", signal_id), change)
+
+    async def add_waiter(self, signal_id: str, waiter: Waiter, /) -> Signal | None:
+        """Rule 14."""
+        record = {"j": waiter.job_id, "p": waiter.step, "m": _msg_out(waiter.message)}
+
+        def change(cur: Any) -> tuple[Any, Signal | None]:
+            state = cur or _empty_signal()
+            first = state["q"][0] if state["q"] else None
+            signal = None if first is None else Signal(signal_id, first[0], first[1])
+            wkey = _waiter_key(waiter.job_id, waiter.step)
+            if state["w"].get(wkey) == record:
+                return _KEEP, signal
+            state["w"][wkey] = record
+            return state, signal
+
+        return await self._mutate(kv_key("s", signal_id), change)
+
+    async def consume_signal(self, signal_id: str, /, *, job_id: str, step: str) -> Signal | None:
+        """Rule 15: one CAS takes the oldest signal and removes the waiter."""
+        wkey = _waiter_key(job_id, step)
+
+        def change(cur: Any) -> tuple[Any, Signal | None]:
+            if cur is None:
+                return _KEEP, None
+            if wkey in cur["c"]:
+                done = cur["c"][wkey]
+                return _KEEP, Signal(signal_id, done[0], done[1])
+            if wkey not in cur["w"] or not cur["q"]:
+                return _KEEP, None
+            first = cur["q"].pop(0)
+            del cur["w"][wkey]
+            cur["c"][wkey] = first
+            return cur, Signal(signal_id, first[0], first[1])
+
+        return await self._mutate(kv_key("s", signal_id), change)
+
+    async def remove_waiter(self, signal_id: str, /, *, job_id: str, step: str) -> bool:
+        """Rule 16."""
+        wkey = _waiter_key(job_id, step)
+
+        def change(cur: Any) -> tuple[Any, bool]:
+            if cur is None or wkey not in cur["w"]:
+                return _KEEP, False
+            del cur["w"][wkey]
+            return cur, True
+
+        return await self._mutate(kv_key("s", signal_id), change)
+
+    # ---------------------------------------------------------------- cache
+    async def set_cached(self, key: str, value: JSONValue, /, *, ttl: timedelta | None) -> None:
+        """Rule 17 (last writer wins: a plain put)."""
+        data = dumps({"v": value, "x": _expires_at(ttl)}, "value").encode()
+        kv = await self._bucket_kv()
+        async with self.errors("set_cached"):
+            await kv.put(kv_key("c", key), data)
+
+    async def get_cached(self, key: str, /) -> tuple[bool, JSONValue]:
+        """Rule 17; an expired value is absent."""
+        cur, _ = await self._get(kv_key("c", key))
+        if cur is None or not _live(cur.get("x")):
+            return (False, None)
+        value: JSONValue = cur["v"]
+        return (True, value)
+
+    async def delete_cached(self, key: str, /) -> bool:
+        """Rule 17."""
+        return await self._mutate(
+            kv_key("c", key),
+            lambda cur: (_DELETE, cur is not None and _live(cur.get("x"))),
+        )
+
+    async def now(self) -> datetime:
+        """Rule 18: this host's clock (STORE_CLOCK not declared)."""
+        return datetime.now(UTC)
+
+    # ---------------------------------------------------------------- namespace
+    async def purge(self) -> None:
+        """Delete the namespace's KV bucket (Provider rule 4)."""
+        _ = self.nc
+        async with self.errors("purge"):
+            try:
+                await self.js.delete_key_value(self._bucket)
+            except (BucketNotFoundError, NotFoundError):
+                pass
+        self._kv = None
+
+    async def is_empty(self) -> bool:
+        """No bucket, or a bucket without live keys."""
+        _ = self.nc
+        async with self.errors("is_empty"):
+            try:
+                kv = await self.js.key_value(self._bucket)
+            except (BucketNotFoundError, NotFoundError):
+                return True
+            try:
+                await kv.keys()
+            except NoKeysError:
+                return True
+        return False
+
+
+def _empty_signal() -> dict[str, Any]:
+    return {"q": [], "seen": [], "w": {}, "c": {}}
+
+
+def _waiter(record: dict[str, Any]) -> Waiter:
+    return Waiter(job_id=record["j"], step=record["p"], message=_msg_in(record["m"]))
+
+
+def _timer(record: dict[str, Any]) -> Timer:
+    return Timer(
+        timer_id=record["i"],
+        due=datetime.fromisoformat(record["d"]),
+        message=_msg_in(record["m"]),
+    )
+
+
+def _is_conflict(exc: BaseException | None) -> bool:
+    """A CAS lost the race (wrong last sequence) or a create met an existing key."""
+    if isinstance(exc, KeyWrongLastSequenceError):
+        return True
+    text = str(exc).lower()
+    return "wrong last sequence" in text or "10071" in text
