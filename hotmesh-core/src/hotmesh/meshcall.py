@@ -15,6 +15,7 @@ transition ``cycle:<generation>:<n>``, so a cycle counts once even when its time
 from __future__ import annotations
 
 import asyncio
+import builtins
 import inspect
 import logging
 import re
@@ -22,7 +23,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
@@ -57,6 +58,9 @@ RESULT_GRACE = timedelta(seconds=5)
 """How long a finished call's job stays readable when no ttl caches it (for late waiters)."""
 DEFAULT_TIMEOUT = 30.0
 GROUP = "mc"
+TIMEOUT_TYPE = "hotmesh.errors.TimeoutError"
+HEAL_AFTER = timedelta(seconds=60)
+"""A cron whose first cycle has not run this long after it was due lost its first timer."""
 
 
 def _check_topic(topic: object) -> str:
@@ -304,8 +308,6 @@ class MeshCall:
         else:
             due = now if schedule.period is not None else schedule.next_after(now)
         first = _cron_timer(topic, job_id, generation, 1, due)
-        # The timer goes first: a crash before the job exists leaves a timer that finds no job.
-        await engine.scheduler.schedule(first)
         created = await engine.create(
             NewJob(
                 job_id,
@@ -316,12 +318,15 @@ class MeshCall:
                     "args": cron_args,
                     "max_cycles": max_cycles,
                     "cycles": 0,
+                    "first_due": due.isoformat(),
                     "next_timer": first.timer_id,
                 },
             )
         )
-        if not created:
-            await conn.store.cancel_timer(first.timer_id)
+        if created:
+            await engine.scheduler.schedule(first)
+        else:
+            await _heal_first_timer(engine, topic, job_id)
         return created
 
     @staticmethod
@@ -356,7 +361,7 @@ class MeshCall:
         _registry.callbacks.clear()
 
 
-def _cron_timer(topic: str, job_id: str, generation: str, cycle: int, due: Any) -> Timer:
+def _cron_timer(topic: str, job_id: str, generation: str, cycle: int, due: datetime) -> Timer:
     return Timer(
         timer_id=f"{job_id}:{generation}:{cycle}",
         due=due,
@@ -368,9 +373,30 @@ def _cron_timer(topic: str, job_id: str, generation: str, cycle: int, due: Any) 
     )
 
 
+async def _heal_first_timer(engine: Engine, topic: str, job_id: str) -> None:
+    """Re-add the first timer of a cron whose starter died between creating it and its timer.
+
+    Adding a timer is idempotent by id, so this is harmless when the timer exists; if its cycle
+    is running right now the callback may run twice (cron callbacks run at least once).
+    """
+    job = await engine.connection.store.get_job(job_id, ["cycles", "generation", "first_due", "status"])
+    if job is None or job.get("cycles") != 0 or job.get("status") != "running":
+        return
+    first_due = job.get("first_due")
+    if not isinstance(first_due, str):
+        return
+    due = datetime.fromisoformat(first_due)
+    if await engine.connection.store.now() - due < HEAL_AFTER:
+        return  # the first cycle may simply not have finished yet
+    await engine.scheduler.schedule(_cron_timer(topic, job_id, str(job.get("generation")), 1, due))
+
+
 def _outcome(fields: dict[str, JSONValue]) -> JSONValue:
     if fields.get("status") == "error":
-        raise _remote_error(fields)
+        error = _remote_error(fields)
+        if error.remote_type == TIMEOUT_TYPE:  # the worker gave up at the caller's deadline
+            raise TimeoutError(error.remote_message)
+        raise error
     return fields.get("result")
 
 
@@ -425,7 +451,7 @@ async def _handle(engine: Engine, topic: str, delivery: Delivery) -> None:
     args = list(raw_args) if isinstance(raw_args, list) else []
     try:
         result = await asyncio.wait_for(_invoke(callback, args), timeout=left)
-    except TimeoutError:
+    except builtins.TimeoutError:  # asyncio's, not hotmesh.errors.TimeoutError
         await _write_outcome(engine, delivery, _timeout_outcome(topic))
         return
     except Exception as exc:
@@ -444,7 +470,7 @@ async def _handle(engine: Engine, topic: str, delivery: Delivery) -> None:
 def _timeout_outcome(topic: str) -> dict[str, JSONValue]:
     return {
         "status": "error",
-        "error": {"type": "hotmesh.errors.TimeoutError", "message": f"{topic!r} did not finish in time", "traceback": ""},
+        "error": {"type": TIMEOUT_TYPE, "message": f"{topic!r} did not finish in time", "traceback": ""},
     }
 
 

@@ -1,0 +1,61 @@
+"""A MeshCall worker process for the kit's multi-process tests (not a public API).
+
+Writes one ledger line per callback run (``<pid> <kind> <value>``), fsynced, so the test can
+check how often each call or cron cycle ran across processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+
+from hotmesh import MeshCall, load_config
+
+
+def _append(ledger: str, line: str) -> None:
+    with open(ledger, "a", encoding="utf-8") as handle:
+        handle.write(line + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+async def _main(args: argparse.Namespace) -> None:
+    config = load_config(
+        store=args.store, stream=args.stream, sub=args.sub, url=args.store, namespace=args.namespace, environ={}
+    )
+
+    async def work(value: object) -> dict[str, object]:
+        _append(args.ledger, f"{os.getpid()} call {value}")
+        if args.hang_on is not None and value == args.hang_on:
+            await asyncio.sleep(3600)  # the test kills this process here
+        return {"value": value, "pid": os.getpid()}
+
+    async def tick() -> None:
+        _append(args.ledger, f"{os.getpid()} tick")
+
+    if args.cron_id:
+        started = await MeshCall.cron(
+            args.topic, tick, id=args.cron_id, interval=args.interval, max_cycles=args.max_cycles, connection=config
+        )
+        print(f"started {started}", flush=True)
+    else:
+        await MeshCall.connect(args.topic, work, connection=config, visibility_timeout=args.visibility, concurrency=4)
+        print("ready", flush=True)
+    await MeshCall.serve()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    for name in ("--store", "--stream", "--sub", "--namespace", "--topic", "--ledger"):
+        parser.add_argument(name, required=True)
+    parser.add_argument("--visibility", type=float, default=60.0)
+    parser.add_argument("--hang-on", type=int, default=None)
+    parser.add_argument("--cron-id", default=None)
+    parser.add_argument("--interval", type=float, default=1.0)
+    parser.add_argument("--max-cycles", type=int, default=None)
+    asyncio.run(_main(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

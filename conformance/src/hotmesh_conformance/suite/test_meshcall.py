@@ -1,0 +1,228 @@
+"""System-level conformance for MeshCall, written against backend URLs only.
+
+These run the public API (``hotmesh.MeshCall``) on the backend under test; the multi-process tests
+need a backend that declares MULTI_PROCESS and start real worker processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hotmesh import MeshCall, errors, load_config
+from hotmesh.config import HotMeshConfig
+from hotmesh.providers import Capability, Role
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def mesh(make_provider: Any, hotmesh_urls: dict[Role, str], hotmesh_namespace: str) -> AsyncIterator[HotMeshConfig]:
+    """A config for this test's namespace; the providers opened here purge it at teardown."""
+    for role in (Role.STORE, Role.STREAM, Role.SUB):
+        await make_provider(role)
+    config = load_config(
+        url=hotmesh_urls[Role.STORE],
+        store=hotmesh_urls[Role.STORE],
+        stream=hotmesh_urls[Role.STREAM],
+        sub=hotmesh_urls[Role.SUB],
+        namespace=hotmesh_namespace,
+        environ={},
+    )
+    yield config
+    await MeshCall.shutdown(grace=1.0)
+
+
+@pytest.fixture
+async def multi_process(make_provider: Any) -> None:
+    store = await make_provider(Role.STORE)
+    stream = await make_provider(Role.STREAM)
+    for provider in (store, stream):
+        if Capability.MULTI_PROCESS not in provider.capabilities:
+            pytest.skip(f"{provider.name} does not declare {Capability.MULTI_PROCESS}: one process only")
+
+
+class Workers:
+    """Worker processes started by a test and stopped (killed if need be) after it."""
+
+    def __init__(self, config: HotMeshConfig, ledger: Path) -> None:
+        self.config = config
+        self.ledger = ledger
+        self.processes: list[subprocess.Popen[str]] = []
+
+    def start(self, topic: str, *extra: str) -> subprocess.Popen[str]:
+        command = [
+            sys.executable, "-m", "hotmesh_conformance._meshcall_worker",
+            "--store", self.config.url_for(Role.STORE), "--stream", self.config.url_for(Role.STREAM),
+            "--sub", self.config.url_for(Role.SUB), "--namespace", self.config.namespace,
+            "--topic", topic, "--ledger", str(self.ledger), *extra,
+        ]  # fmt: skip
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        self.processes.append(process)
+        return process
+
+    @staticmethod
+    def first_line(process: subprocess.Popen[str]) -> str:
+        assert process.stdout is not None
+        return process.stdout.readline().strip()
+
+    def lines(self) -> list[list[str]]:
+        if not self.ledger.exists():
+            return []
+        return [line.split() for line in self.ledger.read_text().splitlines() if line.strip()]
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture
+def workers(mesh: HotMeshConfig, tmp_path: Path) -> Iterator[Workers]:
+    group = Workers(mesh, tmp_path / "ledger.txt")
+    yield group
+    group.stop()
+
+
+async def test_exec_returns_the_result_and_caches_by_id(mesh: HotMeshConfig) -> None:
+    """MeshCall: exec returns the JSON result; with id+ttl the callback runs once until flush."""
+    runs: list[str] = []
+
+    async def greet(name: str) -> dict[str, str]:
+        runs.append(name)
+        return {"hello": name}
+
+    await MeshCall.connect("kit.greet", greet, connection=mesh)
+    assert await MeshCall.exec("kit.greet", ["a"], connection=mesh) == {"hello": "a"}
+    assert await MeshCall.exec("kit.greet", ["b"], connection=mesh, id="x", ttl="1 minute") == {"hello": "b"}
+    assert await MeshCall.exec("kit.greet", ["c"], connection=mesh, id="x", ttl="1 minute") == {"hello": "b"}
+    assert runs == ["a", "b"]
+    assert await MeshCall.flush("kit.greet", id="x", connection=mesh) is True
+    assert await MeshCall.exec("kit.greet", ["d"], connection=mesh, id="x", ttl="1 minute") == {"hello": "d"}
+    assert runs == ["a", "b", "d"]
+
+
+async def test_remote_exception_reaches_the_caller_typed(mesh: HotMeshConfig) -> None:
+    """MeshCall: the callback's exception arrives as RemoteError with type, message, traceback."""
+
+    async def fail(value: int) -> None:
+        raise KeyError(f"missing {value}")
+
+    await MeshCall.connect("kit.fail", fail, connection=mesh)
+    with pytest.raises(errors.RemoteError) as info:
+        await MeshCall.exec("kit.fail", [7], connection=mesh)
+    assert info.value.remote_type == "KeyError"
+    assert "missing 7" in info.value.remote_message
+    assert "Traceback" in info.value.remote_traceback and "fail" in info.value.remote_traceback
+
+
+async def test_exec_without_a_worker_times_out(mesh: HotMeshConfig) -> None:
+    """MeshCall: exec with no connected function waits until its timeout, then TimeoutError."""
+    started = time.monotonic()
+    with pytest.raises(errors.TimeoutError):
+        await MeshCall.exec("kit.nobody", [], connection=mesh, timeout=0.5)
+    assert time.monotonic() - started >= 0.5
+
+
+async def test_hanging_callback_times_out_and_frees_the_slot(mesh: HotMeshConfig) -> None:
+    """MeshCall: a callback that never returns -> caller's TimeoutError; the worker slot is freed."""
+
+    async def maybe_hang(hang: bool) -> str:
+        if hang:
+            await asyncio.sleep(3600)
+        return "ok"
+
+    await MeshCall.connect("kit.hang", maybe_hang, connection=mesh, concurrency=1)
+    with pytest.raises(errors.TimeoutError):
+        await MeshCall.exec("kit.hang", [True], connection=mesh, timeout=0.5)
+    assert await MeshCall.exec("kit.hang", [False], connection=mesh, timeout=10) == "ok"
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        (lambda c: MeshCall.exec("kit.t", [{"when": object()}], connection=c), errors.SerializationError),
+        (lambda c: MeshCall.exec("", [], connection=c), errors.ValidationError),
+        (lambda c: MeshCall.exec("bad topic!", [], connection=c), errors.ValidationError),
+        (lambda c: MeshCall.exec("kit.t", [], id="i", ttl=-5, connection=c), errors.ValidationError),
+        (lambda c: MeshCall.exec("kit.t", [], id="i", ttl="soon", connection=c), errors.ValidationError),
+        (lambda c: MeshCall.cron("kit.t", print, id="c", interval="61 * * * *", connection=c), errors.ValidationError),
+    ],
+)
+async def test_bad_input_is_rejected_before_any_write(
+    mesh: HotMeshConfig, make_provider: Any, call: Any, error: type[Exception]
+) -> None:
+    """MeshCall bad input: a typed error naming the value, and nothing written."""
+    with pytest.raises(error):
+        await call(mesh)
+    store = await make_provider(Role.STORE)
+    stream = await make_provider(Role.STREAM)
+    assert await store.is_empty() and await stream.is_empty()
+
+
+async def test_serialization_error_names_the_path(mesh: HotMeshConfig) -> None:
+    """MeshCall bad input: SerializationError names where in the args the bad value sits."""
+    with pytest.raises(errors.SerializationError) as info:
+        await MeshCall.exec("kit.t", [1, {"when": {1, 2}}], connection=mesh)
+    assert "args[1]['when']" in str(info.value)
+
+
+async def test_two_workers_serve_each_call_once(mesh: HotMeshConfig, multi_process: None, workers: Workers) -> None:
+    """MeshCall multi-process: two worker processes share a topic; each call is served once."""
+    for _ in range(2):
+        assert workers.first_line(workers.start("kit.shared")) == "ready"
+    results = await asyncio.gather(*(MeshCall.exec("kit.shared", [i], connection=mesh) for i in range(40)))
+    assert [r["value"] for r in results] == list(range(40))  # type: ignore[index]
+    served = collections.Counter(line[2] for line in workers.lines() if line[1] == "call")
+    assert served == collections.Counter(str(i) for i in range(40)), "some call ran twice or never"
+
+
+async def test_cron_with_the_same_id_from_two_processes_runs_once_per_cycle(
+    mesh: HotMeshConfig, multi_process: None, workers: Workers
+) -> None:
+    """MeshCall cron: started from two processes with one id -> one True, one False; one tick per cycle."""
+    first = workers.start("kit.cron", "--cron-id", "c1", "--interval", "0.5", "--max-cycles", "4")
+    second = workers.start("kit.cron", "--cron-id", "c1", "--interval", "0.5", "--max-cycles", "4")
+    answers = sorted([workers.first_line(first), workers.first_line(second)])
+    assert answers == ["started False", "started True"]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len(workers.lines()) < 4:
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(1.5)  # a fifth cycle, or a duplicate, would show up by now
+    ticks = [line for line in workers.lines() if line[1] == "tick"]
+    assert len(ticks) == 4, f"expected 4 cycles once each, got {len(ticks)}"
+
+
+async def test_worker_killed_mid_call_is_redelivered(mesh: HotMeshConfig, multi_process: None, workers: Workers) -> None:
+    """MeshCall crash: SIGKILL the worker running a call -> another worker takes it; caller gets the result."""
+    doomed = workers.start("kit.kill", "--hang-on", "13", "--visibility", "2")
+    assert workers.first_line(doomed) == "ready"
+    call = asyncio.create_task(MeshCall.exec("kit.kill", [13], connection=mesh, timeout=60))
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not workers.lines():
+        await asyncio.sleep(0.05)
+    assert workers.lines(), "the first worker never received the call"
+    os.kill(doomed.pid, signal.SIGKILL)
+    doomed.wait()
+    rescuer = workers.start("kit.kill", "--visibility", "2")
+    assert workers.first_line(rescuer) == "ready"
+    result = await asyncio.wait_for(call, 60)
+    assert result == {"value": 13, "pid": rescuer.pid}
+    runs = [line for line in workers.lines() if line[1] == "call"]
+    assert [line[0] for line in runs] == [str(doomed.pid), str(rescuer.pid)]
