@@ -1,7 +1,8 @@
 """Validation and SQL translation of search ``Where`` trees (Search rules 4-6).
 
-Every user value is bound as a parameter; full-text words are quoted as FTS5 phrases after being
-reduced to ``\\w+`` runs, so no value can change a query's meaning (Search rule 5).
+Every user value is bound as a parameter; full-text words are reduced to ``\\w+`` runs and
+hex-encoded into FTS5 tokens, each quoted, so no value can change a query's meaning (Search
+rule 5).
 """
 
 from __future__ import annotations
@@ -25,7 +26,23 @@ _COMPARE = {Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">="}
 
 def words(text: str) -> list[str]:
     """Lower-cased words of a text, as MATCH sees them (Condition docs: ``\\w+`` runs)."""
-    return _WORD.findall(text.lower())
+    return [word.lower() for word in _WORD.findall(text)]
+
+
+def token(word: str) -> str:
+    """The FTS5 token of a word: ``x`` + hex of its UTF-8 bytes.
+
+    FTS5's unicode61 tokenizer splits and folds by Unicode 6.1 tables, which differ from Python's
+    ``\\w`` (combining marks, newer letters). Feeding it hex tokens made of ``[0-9a-fx]`` gives
+    exactly one FTS token per contract word, so MATCH means precisely "every word occurs", and no
+    user text can ever reach FTS5 query syntax (Search rule 5).
+    """
+    return "x" + word.encode("utf-8").hex()
+
+
+def tokens(text: str) -> str:
+    """The FTS5 document body of a TEXT value."""
+    return " ".join(token(word) for word in words(text))
 
 
 def text_of(value: JSONValue) -> str:
@@ -108,7 +125,7 @@ class WhereSql:
     def _equal(self, field: str, targets: list[Any]) -> str:
         """Equality as JSON values compare: strings to TAG text, numbers to numbers."""
         strings = [t for t in targets if isinstance(t, str)]
-        numbers = [t for t in targets if isinstance(t, (int, float))]  # bool == 0/1 as in Python
+        numbers = [t for t in targets if is_number(t)]  # a bool equals no number
         parts: list[str] = []
         params: list[Any] = []
         if strings:
@@ -116,7 +133,7 @@ class WhereSql:
             params.extend(strings)
         if numbers:
             parts.append(f"v.num IN ({', '.join('?' * len(numbers))})")
-            params.extend(float(n) if isinstance(n, bool) else n for n in numbers)
+            params.extend(numbers)
         if not parts:
             return "0"
         return self._values(field, "(" + " OR ".join(parts) + ")", params)
@@ -139,7 +156,7 @@ class WhereSql:
         wanted = words(text_of(value))  # type: ignore[arg-type]
         if not wanted:
             return "0"
-        phrase = " ".join('"' + w.replace('"', '""') + '"' for w in wanted)
+        phrase = " ".join(f'"{token(word)}"' for word in wanted)  # implicit AND of words
         self.params.extend([phrase, self._ns, self._index, cond.field])
         return (
             "d.doc_id IN (SELECT doc_id FROM hm_fts WHERE hm_fts MATCH ? AND ns = ?"

@@ -19,7 +19,7 @@ from hotmesh.backends.sqlite._where import (
     check_where,
     is_number,
     text_of,
-    words,
+    tokens,
 )
 from hotmesh.errors import CapabilityNotSupportedError, ValidationError
 from hotmesh.providers import (
@@ -129,7 +129,7 @@ class SqliteSearch(SqliteProvider):
             if field.type is FieldType.TEXT:
                 cursor = conn.execute(
                     "INSERT INTO hm_fts (ns, idx, doc_id, field, body) VALUES (?, ?, ?, ?, ?)",
-                    (ns, index, doc_id, field.name, " ".join(words(text_of(value)))),
+                    (ns, index, doc_id, field.name, tokens(text_of(value))),
                 )
                 rowid = cursor.lastrowid
             conn.execute(
@@ -303,8 +303,9 @@ class SqliteSearch(SqliteProvider):
             hits: list[Hit] = []
             for row in rows:
                 doc: dict[str, JSONValue] = loads(row[1])  # type: ignore[assignment]
-                if query.fields:
-                    doc = {k: v for k, v in doc.items() if k in query.fields}
+                # Query.fields: the requested ones, or all indexed fields of the spec.
+                wanted = query.fields or tuple(f.name for f in spec.fields)
+                doc = {name: doc[name] for name in wanted if name in doc}
                 hits.append(Hit(doc_id=row[0], fields=doc))
             return QueryResult(total=int(total), hits=tuple(hits))
 
