@@ -189,8 +189,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     used: set[XfailEntry] = set()
     for item in items:
+        ids = (item.nodeid, _file_scoped_id(item))
         for entry in entries:
-            if entry.pattern in item.nodeid:
+            if any(entry.pattern in node_id for node_id in ids):
                 item.add_marker(pytest.mark.xfail(strict=True, reason=entry.reason))
                 used.add(entry)
     for entry in entries:
@@ -202,6 +203,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 ),
                 stacklevel=1,
             )
+
+
+def _file_scoped_id(item: pytest.Item) -> str:
+    """``test_file.py::test_name[param]`` whatever the rootdir (``--pyargs`` runs from
+    site-packages produce node ids relative to a far-away rootdir)."""
+    _, _, rest = item.nodeid.partition("::")
+    return f"{item.path.name}::{rest or item.name}"
 
 
 @pytest.fixture(scope="session")
