@@ -7,12 +7,14 @@ Import the classes directly (``PostgresStore(url, namespace=..., options=...)``)
 from __future__ import annotations
 
 from hotmesh_postgres._options import PostgresOptions
+from hotmesh_postgres._search import PostgresSearch
 from hotmesh_postgres._store import PostgresStore
 from hotmesh_postgres._stream import PostgresStream
 from hotmesh_postgres._sub import PostgresSub, PostgresSubscription
 
 __all__ = [
     "PostgresOptions",
+    "PostgresSearch",
     "PostgresStore",
     "PostgresStream",
     "PostgresSub",

@@ -45,6 +45,15 @@ def specs() -> list[ProviderSpec]:
             capabilities=(Capability.SUB_PATTERNS.value, *common),
             description="LISTEN/NOTIFY; large payloads by reference through a table",
         ),
+        ProviderSpec(
+            role=Role.SEARCH,
+            name="postgres",
+            schemes=_SCHEMES,
+            factory="hotmesh_postgres._search:PostgresSearch",
+            distribution=_DIST,
+            capabilities=(Capability.SEARCH_SORT.value, Capability.DURABLE.value, *common),
+            description="JSONB documents with GIN indexes; parameterized structured queries",
+        ),
     ]
 
 

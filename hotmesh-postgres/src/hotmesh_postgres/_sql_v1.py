@@ -109,9 +109,11 @@ CREATE TABLE @S@.search_docs (
     index_name text NOT NULL,
     doc_id text NOT NULL,
     fields jsonb NOT NULL,
+    words jsonb NOT NULL DEFAULT '{}'::jsonb,
     PRIMARY KEY (index_name, doc_id)
 );
 CREATE INDEX search_docs_fields ON @S@.search_docs USING gin (fields jsonb_path_ops);
+CREATE INDEX search_docs_words ON @S@.search_docs USING gin (words jsonb_path_ops);
 """
 
 STREAM_FUNCTIONS = r"""
