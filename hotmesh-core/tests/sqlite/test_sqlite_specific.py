@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 import time
 from datetime import timedelta
@@ -154,3 +155,24 @@ async def test_fts_values_are_data(tmp_path: Path) -> None:
         assert [h.doc_id for h in tag.hits] == ["a"]
         await search.purge()
         assert await search.is_empty()
+
+
+@pytest.mark.anyio
+async def test_expired_rows_are_swept_lazily(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/sweep.db"
+    async with SqliteStore(url, namespace="t_sw") as store:
+        for i in range(10):
+            await store.create_job(NewJob(f"old{i}", expire=timedelta(milliseconds=1)))
+            await store.set_cached(f"k{i}", i, ttl=timedelta(milliseconds=1))
+        await anyio.sleep(0.05)
+        for i in range(70):  # past the sweep period of job creations and cache writes
+            await store.create_job(NewJob(f"new{i}"))
+            await store.set_cached(f"n{i}", i, ttl=None)
+
+        def count(conn: sqlite3.Connection) -> tuple[int, int]:
+            jobs = conn.execute("SELECT COUNT(*) FROM hm_jobs WHERE job_id LIKE 'old%'").fetchone()
+            cache = conn.execute("SELECT COUNT(*) FROM hm_cache WHERE key LIKE 'k%'").fetchone()
+            return int(jobs[0]), int(cache[0])
+
+        assert await store._db.read(count) == (0, 0)
+        await store.purge()

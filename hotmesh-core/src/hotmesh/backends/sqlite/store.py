@@ -43,7 +43,7 @@ from hotmesh.providers import (
     loads,
 )
 
-#: One in this many cache writes also sweeps expired rows of the namespace.
+#: One in this many job creations / cache writes also sweeps expired rows of the namespace.
 _SWEEP_EVERY = 64
 
 
@@ -98,6 +98,7 @@ class SqliteStore(SqliteProvider):
     ) -> None:
         super().__init__(url, namespace=namespace, options=options)
         self._writes = 0
+        self._creates = 0
 
     # -- outbox (Store rule 6) ------------------------------------------------------------------
 
@@ -130,6 +131,19 @@ class SqliteStore(SqliteProvider):
             "DELETE FROM hm_steps WHERE ns = ? AND job_id = ?", (self._namespace, job_id)
         )
 
+    def _sweep_jobs(self, conn: sqlite3.Connection, now: int) -> None:
+        """Delete expired jobs and their steps (they already read as absent: Store rule 8)."""
+        ns = self._namespace
+        conn.execute(
+            "DELETE FROM hm_steps WHERE ns = ? AND job_id IN (SELECT job_id FROM hm_jobs"
+            " WHERE ns = ? AND expires_us IS NOT NULL AND expires_us <= ?)",
+            (ns, ns, now),
+        )
+        conn.execute(
+            "DELETE FROM hm_jobs WHERE ns = ? AND expires_us IS NOT NULL AND expires_us <= ?",
+            (ns, now),
+        )
+
     async def create_job(self, job: NewJob, /, *, stream: Stream | None = None) -> CreateResult:
         """Create the job if its id is absent or expired (Store rules 1, 6, 8)."""
         if not isinstance(job.job_id, str) or not job.job_id:
@@ -138,9 +152,13 @@ class SqliteStore(SqliteProvider):
         rows = encode_messages(job.messages)
         outbox = stream if self.can_publish_to(stream) and rows else None
         ns = self._namespace
+        self._creates += 1
+        sweep = self._creates % _SWEEP_EVERY == 0
 
         def run(conn: sqlite3.Connection) -> bool:
             now = now_us()
+            if sweep:
+                self._sweep_jobs(conn, now)
             row = conn.execute(
                 "SELECT expires_us FROM hm_jobs WHERE ns = ? AND job_id = ?", (ns, job.job_id)
             ).fetchone()
