@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any, ClassVar, Self, TypeVar
 from urllib.parse import urlsplit
 
 import psycopg
-from psycopg import AsyncConnection, errors as pg_errors
+from psycopg import AsyncConnection
+from psycopg import errors as pg_errors
 from psycopg_pool import AsyncConnectionPool
 
 from hotmesh.errors import ConfigError, ProviderError, redact_url
@@ -58,6 +60,7 @@ class PostgresProvider:
         self._names = _schema.SchemaNames.for_namespace(namespace)
         self._pool: AsyncConnectionPool[AsyncConnection[Any]] | None = None
         self._closed = False
+        self._open_lock: asyncio.Lock | None = None
 
     # -- identity --------------------------------------------------------------------------
     @property
@@ -96,8 +99,14 @@ class PostgresProvider:
         """Connect, check the server and run pending migrations (Provider rule 1)."""
         if self._closed:
             raise ProviderError(f"{self._safe_url}: the postgres {self.role} provider is closed")
-        if self._pool is not None:
-            return
+        if self._open_lock is None:
+            self._open_lock = asyncio.Lock()
+        async with self._open_lock:
+            if self._pool is None:
+                await self._connect_and_migrate()
+                await self._after_open()
+
+    async def _connect_and_migrate(self) -> None:
         try:
             conn = await AsyncConnection.connect(
                 self._url, autocommit=True, connect_timeout=max(1, int(self._options.connect_timeout))
@@ -110,8 +119,6 @@ class PostgresProvider:
                     await _schema.migrate(conn, self._names)
         except psycopg.Error as exc:
             raise self._error("cannot migrate the schema", exc) from exc
-        if self._pool is not None:  # a concurrent open() won
-            return
         pool: AsyncConnectionPool[AsyncConnection[Any]] = AsyncConnectionPool(
             self._url,
             min_size=self._options.pool_min_size,
@@ -123,7 +130,6 @@ class PostgresProvider:
         )
         await pool.open(wait=False)
         self._pool = pool
-        await self._after_open()
 
     async def _after_open(self) -> None:
         """Hook for subclasses (background tasks)."""

@@ -74,7 +74,7 @@ class Listener:
                     await self._on_notify(note.payload)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - any failure: reconnect with backoff
+            except Exception:  # any failure: reconnect with backoff
                 pass
             self._conn = None
             if conn is not None:

@@ -12,6 +12,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from psycopg import AsyncConnection, sql
 
@@ -107,13 +108,13 @@ class SchemaNames:
         )
 
 
-async def _lock(conn: AsyncConnection[object], names: SchemaNames) -> None:
+async def _lock(conn: AsyncConnection[Any], names: SchemaNames) -> None:
     await conn.execute(
         "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (names.lock_prefix + "schema",)
     )
 
 
-async def current_version(conn: AsyncConnection[object], names: SchemaNames) -> int:
+async def current_version(conn: AsyncConnection[Any], names: SchemaNames) -> int:
     """The applied schema version (0 when the schema does not exist)."""
     cur = await conn.execute(
         "SELECT to_regclass(%s) IS NOT NULL",
@@ -130,7 +131,7 @@ async def current_version(conn: AsyncConnection[object], names: SchemaNames) -> 
 
 
 async def migrate(
-    conn: AsyncConnection[object], names: SchemaNames, migrations: Sequence[Migration] = MIGRATIONS
+    conn: AsyncConnection[Any], names: SchemaNames, migrations: Sequence[Migration] = MIGRATIONS
 ) -> list[int]:
     """Apply pending migrations in one transaction under an advisory lock; return the versions.
 
@@ -163,13 +164,13 @@ async def migrate(
     return applied
 
 
-async def schema_exists(conn: AsyncConnection[object], names: SchemaNames) -> bool:
+async def schema_exists(conn: AsyncConnection[Any], names: SchemaNames) -> bool:
     """Whether the namespace schema exists."""
     cur = await conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (names.schema,))
     return await cur.fetchone() is not None
 
 
-async def role_is_empty(conn: AsyncConnection[object], names: SchemaNames, role: str) -> bool:
+async def role_is_empty(conn: AsyncConnection[Any], names: SchemaNames, role: str) -> bool:
     """True when none of ``role``'s tables holds a row (or the schema is gone)."""
     if await current_version(conn, names) == 0:
         return True
@@ -183,7 +184,7 @@ async def role_is_empty(conn: AsyncConnection[object], names: SchemaNames, role:
     return True
 
 
-async def purge_role(conn: AsyncConnection[object], names: SchemaNames, role: str) -> None:
+async def purge_role(conn: AsyncConnection[Any], names: SchemaNames, role: str) -> None:
     """Empty ``role``'s tables; drop the whole schema once every role is empty.
 
     Dropping leaves nothing behind on a shared server; providers of the namespace still open

@@ -84,8 +84,6 @@ class PostgresStream(PostgresProvider):
 
     # -- wake-ups (Stream rule 6) ------------------------------------------------------------
     async def _ensure_listener(self) -> None:
-        if self._listener is not None:
-            return
         if self._listener_lock is None:
             self._listener_lock = asyncio.Lock()
         async with self._listener_lock:

@@ -131,8 +131,6 @@ class PostgresSub(PostgresProvider):
             self._subs.remove(subscription)
 
     async def _ensure_listener(self) -> None:
-        if self._listener is not None:
-            return
         if self._listener_lock is None:
             self._listener_lock = asyncio.Lock()
         async with self._listener_lock:
