@@ -22,12 +22,14 @@ FORBIDS_MARK = "hotmesh_forbids"
 
 def requires(*capabilities: Capability) -> pytest.MarkDecorator:
     """Mark a test that runs only when its provider declares every capability given."""
-    return getattr(pytest.mark, REQUIRES_MARK)(*capabilities)
+    mark: pytest.MarkDecorator = getattr(pytest.mark, REQUIRES_MARK)(*capabilities)
+    return mark
 
 
 def forbids(*capabilities: Capability) -> pytest.MarkDecorator:
     """Mark a test that runs only when its provider declares none of the capabilities given."""
-    return getattr(pytest.mark, FORBIDS_MARK)(*capabilities)
+    mark: pytest.MarkDecorator = getattr(pytest.mark, FORBIDS_MARK)(*capabilities)
+    return mark
 
 
 def capability_role(capability: Capability) -> str:
@@ -62,7 +64,7 @@ def skip_unless(provider: object, capability: Capability) -> None:
 
 
 def _caps(args: Iterable[object]) -> list[Capability]:
-    return [Capability(a) for a in args]
+    return [Capability(str(a)) for a in args]
 
 
 def new_namespace() -> str:

@@ -17,7 +17,15 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from hotmesh.providers import Message, NewJob, ReadRequest, Role, Transition, TransitionStatus, default_registry
+from hotmesh.providers import (
+    Message,
+    NewJob,
+    ReadRequest,
+    Role,
+    Transition,
+    TransitionStatus,
+    default_registry,
+)
 from hotmesh_conformance.helpers import new_namespace
 
 T = TypeVar("T")

@@ -215,7 +215,8 @@ def _file_scoped_id(item: pytest.Item) -> str:
 @pytest.fixture(scope="session")
 def hotmesh_urls(pytestconfig: pytest.Config) -> dict[Role, str]:
     """The URL of each role for this run."""
-    return dict(pytestconfig.stash[_URLS_KEY])
+    urls: dict[Role, str] = pytestconfig.stash[_URLS_KEY]
+    return dict(urls)
 
 
 @pytest.fixture

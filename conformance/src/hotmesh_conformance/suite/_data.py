@@ -48,5 +48,5 @@ async def sees_something(role: Role, provider: Any) -> bool:
             result = await provider.query(Query("things"))
         except ValidationError:  # Search rule 9: the index does not exist there
             return False
-        return result.total > 0
+        return bool(result.total > 0)
     return False

@@ -37,7 +37,8 @@ SPEC = IndexSpec(
         SearchField("n", FieldType.NUMERIC, sortable=True),
     ),
 )
-DOCS: dict[str, dict[str, JSONValue]] = {
+Docs = dict[str, dict[str, JSONValue]]
+DOCS: Docs = {
     "a": {"title": "Alpha bravo charlie", "status": "open", "n": 1},
     "b": {"title": "bravo delta", "status": "done", "n": 2.5},
     "c": {"title": "charlie echo", "status": "open", "n": -3},
@@ -186,7 +187,13 @@ async def test_fields_selects_returned_fields(search: Any) -> None:
     await search.upsert("jobs", "a", {"extra": 1})
     await check(search, Query("jobs", fields=("n",), limit=10))
     await check(search, Query("jobs", where=c("status", Op.EQ, "open")),
-                docs={**DOCS, "a": {**DOCS["a"], "extra": 1}})
+                docs=_with_extra())
+
+
+def _with_extra() -> Docs:
+    docs: Docs = dict(DOCS)
+    docs["a"] = {**DOCS["a"], "extra": 1}
+    return docs
 
 
 @requires(Capability.SEARCH_SORT)
@@ -212,7 +219,7 @@ async def test_sort_without_capability_raises(search: Any) -> None:
 @pytest.mark.parametrize("value", HOSTILE)
 async def test_hostile_tag_values_are_data(search: Any, value: str) -> None:
     """Search rule 5: punctuation and unicode in a TAG value never change a query's meaning."""
-    docs = {**DOCS, "h": {"status": value, "title": value, "n": 7}}
+    docs: Docs = {**DOCS, "h": {"status": value, "title": value, "n": 7}}
     await load(search, docs)
     for where in (c("status", Op.EQ, value), c("status", Op.NE, value), c("status", Op.IN, (value, "open"))):
         await check(search, Query("jobs", where=where, limit=10), docs, rule="Search rule 5")
@@ -261,7 +268,7 @@ async def test_delete_fields_delete_and_drop_index(search: Any) -> None:
     await load(search)
     await search.delete_fields("jobs", "a", ["status", "n"])
     assert await search.get("jobs", "a") == {"title": "Alpha bravo charlie"}
-    docs = {**DOCS, "a": {"title": "Alpha bravo charlie"}}
+    docs: Docs = {**DOCS, "a": {"title": "Alpha bravo charlie"}}
     await check(search, Query("jobs", where=c("status", Op.NE, "done"), limit=10), docs, rule="Search rule 7")
     assert await search.delete("jobs", "b") is True
     assert await search.delete("jobs", "b") is False

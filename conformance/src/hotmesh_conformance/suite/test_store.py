@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from hotmesh.errors import CapabilityNotSupportedError
@@ -128,7 +129,7 @@ async def test_readers_never_see_half_a_transition(store: Any) -> None:
             job = await store.get_job("j")
             if job is None or job["a"] != job["b"]:
                 torn.append(dict(job or {}))
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(reader)

@@ -169,7 +169,7 @@ async def test_max_deliveries_moves_to_dead_letters(stream: Any) -> None:
     [mid] = await publish_n(stream, 1)
     short = timedelta(milliseconds=200)
     r = req(visibility=short, max_deliveries=2)
-    counts = []
+    counts: list[int] = []
     for _ in range(2):
         got = await read_n(stream, r, 1)
         counts.extend(d.delivery_count for d in got)
