@@ -31,7 +31,10 @@ def test_typo_gets_did_you_mean() -> None:
         default_registry().create(Role.STORE, "reddis://localhost", namespace="t")
 
 
-def test_first_party_scheme_gets_install_hint() -> None:
+def test_first_party_scheme_gets_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    import hotmesh.providers._registry as registry_module
+
+    monkeypatch.setattr(registry_module, "_installed", lambda distribution: False)
     registry = ProviderRegistry(autoload=False)
     with pytest.raises(ProviderNotFoundError, match="pip install hotmesh-redis"):
         registry.create(Role.STORE, "redis://:hunter2@localhost", namespace="t")
