@@ -123,6 +123,14 @@ class Database:
                         "INSERT OR IGNORE INTO hm_meta (key, value) VALUES ('schema_version', ?)",
                         (str(SCHEMA_VERSION),),
                     )
+                    found = conn.execute(
+                        "SELECT value FROM hm_meta WHERE key = 'schema_version'"
+                    ).fetchone()[0]
+                    if int(found) > SCHEMA_VERSION:
+                        raise ProviderError(
+                            f"sqlite {self._label} at {self.path}: the file has schema version "
+                            f"{found}, newer than this hotmesh ({SCHEMA_VERSION}); upgrade hotmesh"
+                        )
                     conn.execute("COMMIT")
                 except BaseException:
                     conn.execute("ROLLBACK")

@@ -64,13 +64,17 @@ class SqliteStream(SqliteProvider):
         deadline = time.monotonic() + block
         poll = self._options.poll_interval_ms / 1000
         notifier = notifier_for(self._path, self._namespace, "stream:" + request.stream)
+        first = True
         while True:
             # Register before looking, so a publish in between still wakes us (Stream rule 6).
             with notifier.register() as waiting:
-                if await self._db.read(lambda conn: self._ready(conn, request)):
+                # The first look takes the write lock directly; later (polling) looks check
+                # read-only first, so idle readers never queue for the write lock.
+                if first or await self._db.read(lambda conn: self._ready(conn, request)):
                     found = await self._db.write(lambda conn: self._take(conn, request))
                     if found:
                         return found
+                first = False
                 remaining = deadline - time.monotonic()
                 if block <= 0 or remaining <= 0:
                     return []
