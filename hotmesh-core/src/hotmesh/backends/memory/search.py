@@ -211,10 +211,8 @@ class MemorySearch(MemoryProvider):
             found = [(doc_id, dict(doc)) for doc_id, doc in state["docs"].items() if matches(query.where, doc)]
         order(found, query.sort_by, query.descending)
         page = found[query.offset : query.offset + query.limit]
-        hits = tuple(
-            Hit(doc_id, {k: v for k, v in doc.items() if not query.fields or k in query.fields})
-            for doc_id, doc in page
-        )
+        wanted = set(query.fields) if query.fields else {f.name for f in spec.fields}  # Query.fields
+        hits = tuple(Hit(doc_id, {k: v for k, v in doc.items() if k in wanted}) for doc_id, doc in page)
         return QueryResult(total=len(found), hits=hits)
 
     async def native_query(
