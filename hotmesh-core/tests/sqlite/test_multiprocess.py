@@ -80,3 +80,27 @@ def test_three_processes_one_winner_each(tmp_path: Path) -> None:
     # The race really was a race: more than one process won something.
     assert sum(1 for r in results if r["created"] or r["fired"] or r["acked"]) >= 2
     anyio.run(_check_and_purge, url, namespace)
+
+
+OPENER = """
+import sys, anyio
+from hotmesh.backends.sqlite import SqliteSearch, SqliteStore, SqliteStream, SqliteSub
+async def main():
+    for cls in (SqliteStore, SqliteStream, SqliteSub, SqliteSearch):
+        async with cls(sys.argv[1], namespace="t_fresh") as provider:
+            assert await provider.is_empty()
+anyio.run(main)
+"""
+
+
+def test_processes_creating_a_fresh_file_at_once(tmp_path: Path) -> None:
+    """WAL switch and schema creation race safely (both run under the write lock / busy timeout)."""
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", OPENER, url], stderr=subprocess.PIPE, text=True, env=env)
+        for _ in range(PROCESSES)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
