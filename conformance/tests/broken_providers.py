@@ -12,9 +12,18 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from hotmesh.backends.memory import MemoryStore, MemoryStream
+from hotmesh.backends.memory import MemorySearch, MemoryStore, MemoryStream
 from hotmesh.errors import ProviderError
-from hotmesh.providers import ClaimedTimer, Delivery, ReadRequest, Stream, Transition, TransitionResult
+from hotmesh.providers import (
+    ClaimedTimer,
+    Delivery,
+    Query,
+    QueryResult,
+    ReadRequest,
+    Stream,
+    Transition,
+    TransitionResult,
+)
 
 
 class _Renamed:
@@ -56,3 +65,11 @@ class DeadStore(_Renamed, MemoryStore):
 
     async def open(self) -> None:
         raise ProviderError("dead-store://127.0.0.1:1 is unreachable (connection refused)")
+
+
+class OffsetlessSearch(_Renamed, MemorySearch):
+    """Breaks Search rule 4: ``offset`` is ignored, so every page starts at the first hit."""
+
+    async def query(self, query: Query, /) -> QueryResult:
+        result: QueryResult = await super().query(dataclasses.replace(query, offset=0))
+        return result

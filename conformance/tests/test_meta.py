@@ -15,12 +15,14 @@ HERE = Path(__file__).parent
 REGISTER = '''
 from hotmesh.providers import ProviderSpec, Role, default_registry
 
-_CAPS = {Role.STORE: ("store.ttl", "store.atomic_outbox"), Role.STREAM: ("stream.delay",)}
+_CAPS = {Role.STORE: ("store.ttl", "store.atomic_outbox"), Role.STREAM: ("stream.delay",),
+         Role.SEARCH: ("search.sort",)}
 for _role, _name, _cls in [
     (Role.STREAM, "dropping-stream", "DroppingStream"),
     (Role.STORE, "twice-store", "TwiceStore"),
     (Role.STORE, "leaky-timer-store", "LeakyTimerStore"),
     (Role.STORE, "dead-store", "DeadStore"),
+    (Role.SEARCH, "offsetless-search", "OffsetlessSearch"),
 ]:
     default_registry().add(ProviderSpec(role=_role, name=_name, schemes=(_name,),
         factory=f"broken_providers:{_cls}", distribution="hotmesh-conformance",
@@ -78,6 +80,16 @@ def test_catches_timer_claimable_twice(kit: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines([
         "FAILED *::test_timers_claimed_by_exactly_one_of_many*",
         "FAILED *::test_complete_timer_with_token*",
+    ])
+
+
+def test_catches_search_that_ignores_offset(kit: pytest.Pytester) -> None:
+    """Search rule 4: the explicit paging test and the brute-force property test both fail."""
+    result = run(kit, "--pyargs", "hotmesh_conformance.suite.test_search",
+                 "--hotmesh-search-url=offsetless-search://", "-k", "offset or brute_force")
+    result.stdout.fnmatch_lines([
+        "FAILED *::test_total_offset_limit_and_id_order*",
+        "FAILED *::test_queries_agree_with_brute_force*",
     ])
 
 

@@ -114,7 +114,9 @@ def pytest_configure(config: pytest.Config) -> None:
     settings.register_profile("dev", max_examples=15, **common)
     profile = _profile_name(config)
     config.stash[_PROFILE_KEY] = profile
-    if not config.getoption("hypothesis_profile", None):
+    # Passive unless the run targets the kit: other test suites in the same environment keep
+    # their own hypothesis settings.
+    if _targets_kit(config) and not config.getoption("hypothesis_profile", None):
         settings.load_profile(profile)
     config.stash[_URLS_KEY] = resolve_urls(config)
     xfails = config.getoption("hotmesh_xfails") or config.getini("hotmesh_xfails")
