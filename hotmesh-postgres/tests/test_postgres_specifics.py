@@ -7,9 +7,9 @@ import time
 from datetime import timedelta
 
 import pytest
-
 from conftest import requires_server
-from hotmesh.providers import Message, NewJob, ReadRequest, Transition, TransitionStatus
+
+from hotmesh.providers import JSONValue, Message, NewJob, ReadRequest, Transition, TransitionStatus
 from hotmesh_postgres import PostgresStore, PostgresStream, PostgresSub
 from hotmesh_postgres._sub import MAX_INLINE_BYTES
 
@@ -88,7 +88,7 @@ async def test_blocked_read_wakes_when_visibility_timeout_passes(url: str, names
 async def test_large_sub_payload_goes_by_reference(url: str, namespace: str) -> None:
     async with PostgresSub(url, namespace=namespace) as pub, PostgresSub(url, namespace=namespace) as sub:
         subscription = await sub.subscribe("big")
-        big = {"blob": "é" * (MAX_INLINE_BYTES * 2), "n": 1}
+        big: dict[str, JSONValue] = {"blob": "é" * (MAX_INLINE_BYTES * 2), "n": 1}
         await pub.publish("big", {"small": True})
         await pub.publish("big", big)
         assert (await subscription.get(5)) is not None

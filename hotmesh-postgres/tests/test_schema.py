@@ -8,8 +8,8 @@ import sys
 
 import psycopg
 import pytest
-
 from conftest import requires_server
+
 from hotmesh.providers import Message, NewJob
 from hotmesh_postgres import PostgresSearch, PostgresStore, PostgresStream, PostgresSub
 from hotmesh_postgres._schema import LATEST_VERSION, SchemaNames, current_version

@@ -198,10 +198,11 @@ class PostgresProvider:
                 migrated = True
                 await self._remigrate()
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                # Drop the other dead connections too (after a restart all of them are).
+                await pool.check()
                 if retried or not retry:
                     raise self._error("connection failed", exc) from exc
                 retried = True
-                await pool.check()
             except psycopg.Error as exc:
                 raise self._error("query failed", exc) from exc
 
