@@ -110,6 +110,8 @@ class RedisSettings:
             # A blocking XREADGROUP may wait longer than any read timeout.
             "socket_timeout": None if blocking else o.socket_timeout,
             "decode_responses": True,
+            # RESP2 replies: FT.SEARCH and XINFO parse the same on every redis-py version.
+            "protocol": 2,
             "max_connections": o.pool_size,
         }
         if self.tls:

@@ -22,6 +22,11 @@ _CLASSES = {
         ("provider.multi_process", "sub.patterns"),
         "pub/sub with PSUBSCRIBE patterns; resubscribes after a connection loss",
     ),
+    Role.SEARCH: (
+        "hotmesh_redis.search:RedisSearch",
+        ("provider.multi_process", "provider.durable", "search.native_query", "search.sort"),
+        "Redis Query Engine (FT.SEARCH); needs Redis 8 / Redis Stack / redisearch.so",
+    ),
 }
 
 
