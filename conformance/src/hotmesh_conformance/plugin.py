@@ -18,7 +18,13 @@ import anyio
 import pytest
 from hypothesis import HealthCheck, settings
 
-from hotmesh.errors import HotMeshError, ProviderError, ProviderNotFoundError, redact_url
+from hotmesh.errors import (
+    CapabilityNotSupportedError,
+    HotMeshError,
+    ProviderError,
+    ProviderNotFoundError,
+    redact_url,
+)
 from hotmesh.providers import Role, default_registry
 from hotmesh_conformance._xfails import XfailEntry, parse_xfails
 from hotmesh_conformance.helpers import FORBIDS_MARK, REQUIRES_MARK, gate, new_namespace
@@ -253,9 +259,17 @@ async def make_provider(
         except ProviderNotFoundError as exc:
             pytest.skip(str(exc))
         provider = spec.create(url, namespace=namespace, options={})
-        created.append((role, url, namespace, provider))
         if open:
-            await provider.open()
+            try:
+                await provider.open()
+            except CapabilityNotSupportedError as exc:
+                # The server lacks the role (e.g. Redis without its query engine): a documented
+                # limit of that server, not an outage, so a skip with the provider's reason.
+                await provider.aclose()
+                pytest.skip(f"{role.value} unavailable at {redact_url(url)}: {exc}")
+            # Any other failure (unreachable backend) propagates: an ERROR, never a skip; there
+            # is nothing to clean up for a provider that never opened.
+        created.append((role, url, namespace, provider))
         return provider
 
     yield factory
