@@ -177,6 +177,7 @@ class PostgresProvider:
         work: Callable[[AsyncConnection[Any]], Awaitable[T]],
         *,
         retry: bool = True,
+        remigrate: bool = True,
     ) -> T:
         """Run ``work`` on a pooled connection, translating driver errors.
 
@@ -193,7 +194,7 @@ class PostgresProvider:
                 async with pool.connection() as conn:
                     return await work(conn)
             except _MISSING_OBJECT as exc:
-                if migrated or not self._options.migrate:
+                if migrated or not remigrate or not self._options.migrate:
                     raise self._error("schema missing", exc) from exc
                 migrated = True
                 await self._remigrate()
@@ -215,13 +216,13 @@ class PostgresProvider:
             raise self._error("cannot migrate the schema", exc) from exc
 
     async def _fetchall(
-        self, query: Any, params: Any = None, *, retry: bool = True
+        self, query: Any, params: Any = None, *, retry: bool = True, remigrate: bool = True
     ) -> list[tuple[Any, ...]]:
         async def work(conn: AsyncConnection[Any]) -> list[tuple[Any, ...]]:
             cur = await conn.execute(query, params)
             return await cur.fetchall() if cur.description is not None else []
 
-        return await self._run(work, retry=retry)
+        return await self._run(work, retry=retry, remigrate=remigrate)
 
     async def _fetchone(self, query: Any, params: Any = None, *, retry: bool = True) -> tuple[Any, ...]:
         rows = await self._fetchall(query, params, retry=retry)

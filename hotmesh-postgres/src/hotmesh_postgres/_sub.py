@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 from psycopg import sql
 
-from hotmesh.errors import ValidationError
+from hotmesh.errors import ProviderError, ValidationError
 from hotmesh.providers import Capability, JSONValue, SubMessage, dumps
 from hotmesh_postgres._base import PostgresProvider
 from hotmesh_postgres._listener import Listener
@@ -157,7 +157,10 @@ class PostgresSub(PostgresProvider):
         if not targets:
             return
         if "r" in note:
-            rows = await self._fetchall(self._q_fetch, (int(note["r"]),))
+            try:  # never re-create a purged schema just to read a notification
+                rows = await self._fetchall(self._q_fetch, (int(note["r"]),), remigrate=False)
+            except ProviderError:
+                return
             if not rows:
                 return  # swept already: notifications are best effort
             payload = rows[0][0]
