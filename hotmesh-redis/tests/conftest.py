@@ -28,11 +28,25 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
+def _bindable(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(*, cluster: bool = False) -> int:
+    """A TCP port nobody listens on (for a cluster node, its bus port +10000 is free too)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if not cluster:
+            return port
+        if port < 55000 and _bindable(port + 10000):
+            return port
 
 
 def wait_port(port: int, timeout: float = 10.0) -> None:
@@ -53,7 +67,7 @@ class PrivateRedis:
     def __init__(self, binary: str, directory: Path, *extra: str) -> None:
         self.binary = binary
         self.dir = directory
-        self.port = free_port()
+        self.port = free_port(cluster="--cluster-enabled" in extra)
         self.extra = extra
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -66,7 +80,7 @@ class PrivateRedis:
         """Start and wait until it listens."""
         args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
                 "--save", "", "--daemonize", "no", *self.extra]
-        log = open(self.dir / "redis.log", "ab")  # noqa: SIM115 - owned by the process
+        log = open(self.dir / "redis.log", "ab")
         self.proc = subprocess.Popen(args, stdout=log, stderr=log, cwd=self.dir)
         wait_port(self.port)
 

@@ -221,7 +221,7 @@ class RedisProvider:
                 f"redis {self.role} {operation}: authentication failed on"
                 f" {self._settings.redacted}"
             ) from exc
-        except (rexc.ConnectionError, OSError) as exc:
+        except (rexc.ConnectionError, rexc.RedisClusterException, OSError) as exc:
             raise ProviderError(
                 f"redis {self.role} {operation}: cannot reach {self._settings.where}"
                 f" ({self._settings.redacted}): {_scrub(str(exc), self._settings)}"

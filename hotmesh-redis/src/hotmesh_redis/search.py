@@ -114,8 +114,9 @@ class RedisSearch(RedisProvider):
         )
         if self.settings.cluster:
             raise CapabilityNotSupportedError(
-                "redis", "search", "The open-source query engine does not index across a"
-                " Redis Cluster. " + hint.split(". ", 1)[1]
+                "redis", "search", "The open-source Redis Query Engine does not index across"
+                " a Redis Cluster: use a single Redis 8 / Redis Stack server for search, or"
+                " configure another search provider, e.g. search=postgresql://..."
             )
         with self.errors("open"):
             try:
