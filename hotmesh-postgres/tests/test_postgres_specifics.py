@@ -33,7 +33,8 @@ async def test_outbox_only_for_same_database_and_namespace(url: str, namespace: 
         first = await store.apply_transition(t, stream=stream)
         again = await store.apply_transition(t, stream=stream)
         assert first.status is TransitionStatus.APPLIED and first.published
-        assert again.status is TransitionStatus.DUPLICATE and again.published
+        assert again.status is TransitionStatus.DUPLICATE and not again.published
+        assert again.messages == t.messages, "re-emitted by the engine (Store rule 3)"
         got = await stream.read(ReadRequest("q", "g", "c", count=10))
         assert [d.message.body for d in got] == [{"n": 0}, {"n": 1}], "no duplicate enqueue"
         await store.purge()

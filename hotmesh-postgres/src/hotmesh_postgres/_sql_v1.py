@@ -257,14 +257,14 @@ BEGIN
     SELECT s.messages, s.published INTO st FROM @S@.steps s WHERE s.job_id = jid AND s.step = a->>'step';
     IF FOUND THEN
         RETURN jsonb_build_object('status', 'duplicate', 'messages', st.messages,
-            'published', st.published,
+            'published', false,
             'fields', (SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}'::jsonb)
                        FROM jsonb_each(f) e
                        WHERE e.key IN (SELECT jsonb_array_elements_text(rd))));
     END IF;
     FOR k, v IN SELECT e.key, e.value FROM jsonb_each(coalesce(a->'require', '{}'::jsonb)) e LOOP
         IF jsonb_typeof(v) = 'null' THEN
-            IF f ? k AND jsonb_typeof(f->k) <> 'null' THEN
+            IF f ? k THEN
                 RETURN '{"status": "rejected"}'::jsonb;
             END IF;
         ELSIF (f->k) IS DISTINCT FROM v THEN
@@ -312,9 +312,13 @@ BEGIN
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
+    -- Only a registered waiter consumes (the memory reference reads rule 15 the same way).
+    DELETE FROM @S@.waiters WHERE signal_id = sid AND job_id = jid AND step = stp;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
     UPDATE @S@.signals SET consumed_job = jid, consumed_step = stp
     WHERE signal_id = sid AND delivery_id = r.delivery_id;
-    DELETE FROM @S@.waiters WHERE signal_id = sid AND job_id = jid AND step = stp;
     RETURN jsonb_build_object('delivery_id', r.delivery_id, 'data', r.data);
 END
 $fn$;
