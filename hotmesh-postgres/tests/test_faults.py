@@ -12,7 +12,7 @@ import pytest
 
 from hotmesh.errors import ProviderError
 from hotmesh.providers import Message, NewJob, ReadRequest, Transition, TransitionStatus
-from hotmesh_postgres import PostgresStore, PostgresStream
+from hotmesh_postgres import PostgresStore, PostgresStream, PostgresSub
 
 pytestmark = [
     pytest.mark.anyio,
@@ -125,3 +125,38 @@ async def test_terminated_backend_mid_transition_is_retried_safely(
         assert again.status is TransitionStatus.DUPLICATE and again.fields == {"n": 1}
         assert await store.get_job("j") == {"n": 1}, "never double applied"
         await store.purge()
+
+
+async def test_subscription_and_blocked_read_survive_restart(
+    server: private_pg.PrivateServer,
+) -> None:
+    ns = "fault_listen"
+    async with (
+        PostgresSub(server.url, namespace=ns) as sub,
+        PostgresStream(server.url, namespace=ns, options={"poll_interval": 30}) as stream,
+    ):
+        subscription = await sub.subscribe("t")
+        await stream.read(ReadRequest("q", "g", "c"))
+        await asyncio.to_thread(server.restart, 0.2)
+        got = None
+        for attempt in range(50):  # the LISTEN connection reconnects with a short backoff
+            try:
+                await sub.publish("t", {"n": attempt})
+            except ProviderError:
+                pass
+            got = await subscription.get(0.2)
+            if got is not None:
+                break
+        assert got is not None, "the listener re-LISTENed after the restart"
+        reader = asyncio.create_task(
+            stream.read(ReadRequest("q", "g", "c", block=timedelta(seconds=10)))
+        )
+        await asyncio.sleep(0.3)
+        started = asyncio.get_running_loop().time()
+        await stream.publish([Message("q", {"after": True})])
+        deliveries = await reader
+        assert [d.message.body for d in deliveries] == [{"after": True}]
+        assert asyncio.get_running_loop().time() - started < 2, "woken by NOTIFY after restart"
+        await subscription.aclose()
+        await stream.purge()
+        await sub.purge()
