@@ -6,6 +6,7 @@ Import the classes directly (``PostgresStore(url, namespace=..., options=...)``)
 
 from __future__ import annotations
 
+from hotmesh_postgres._cli import migrate_url, status_url
 from hotmesh_postgres._options import PostgresOptions
 from hotmesh_postgres._search import PostgresSearch
 from hotmesh_postgres._store import PostgresStore
@@ -19,6 +20,8 @@ __all__ = [
     "PostgresStream",
     "PostgresSub",
     "PostgresSubscription",
+    "migrate_url",
+    "status_url",
 ]
 
 __version__ = "0.1.0"
