@@ -259,14 +259,18 @@ async def make_provider(
         except ProviderNotFoundError as exc:
             pytest.skip(str(exc))
         provider = spec.create(url, namespace=namespace, options={})
-        if open:
-            try:
-                await provider.open()
-            except CapabilityNotSupportedError as exc:
-                # The server lacks the role (e.g. Redis without its query engine): a documented
-                # limit of that server, not an outage, so a skip with the provider's reason.
-                await provider.aclose()
-                pytest.skip(f"{role.value} unavailable at {redact_url(url)}: {exc}")
+        # With open=False the test opens the provider itself; probe with a throwaway instance so a
+        # server that lacks the role is still a skip rather than a failure inside the test.
+        probe = provider if open else spec.create(url, namespace=namespace, options={})
+        try:
+            await probe.open()
+        except CapabilityNotSupportedError as exc:
+            # The server lacks the role (e.g. Redis without its query engine): a documented
+            # limit of that server, not an outage, so a skip with the provider's reason.
+            await probe.aclose()
+            pytest.skip(f"{role.value} unavailable at {redact_url(url)}: {exc}")
+        if not open:
+            await probe.aclose()
             # Any other failure (unreachable backend) propagates: an ERROR, never a skip; there
             # is nothing to clean up for a provider that never opened.
         created.append((role, url, namespace, provider))

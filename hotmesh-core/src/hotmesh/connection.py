@@ -67,12 +67,20 @@ class Connection:
                             options=self.config.options.get(role.value, {}),
                         )
                     except ProviderNotFoundError as exc:
-                        explicit = self.config.explicit(role) or self.config.search_required
-                        if role is Role.SEARCH and not explicit:
+                        if self._search_is_optional(role):
                             self._search_error = exc  # search is optional unless asked for
                             continue
                         raise
-                    await provider.open()
+                    try:
+                        await provider.open()
+                    except CapabilityNotSupportedError as exc:
+                        # e.g. redis:// on a server without the query engine: the backend serves
+                        # search in general, this server does not.
+                        await provider.aclose()
+                        if self._search_is_optional(role):
+                            self._search_error = exc
+                            continue
+                        raise
                     self._owned.append(provider)
                 built[role] = provider
         except BaseException:
@@ -80,6 +88,10 @@ class Connection:
             raise
         self._providers = built
         return self
+
+    def _search_is_optional(self, role: Role) -> bool:
+        """Search may be missing unless its URL was given explicitly or it was declared required."""
+        return role is Role.SEARCH and not (self.config.explicit(role) or self.config.search_required)
 
     def _get(self, role: Role) -> Any:
         if not self._providers:
