@@ -10,7 +10,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from hotmesh.config import HotMeshConfig, load_config
-from hotmesh.errors import CapabilityNotSupportedError, ConfigError, ProviderNotFoundError
+from hotmesh.errors import CapabilityNotSupportedError, ConfigError, HotMeshError, ProviderNotFoundError
 from hotmesh.providers import (
     Provider,
     ProviderRegistry,
@@ -47,7 +47,7 @@ class Connection:
         self._registry = registry
         self._providers: dict[Role, Any] = {}
         self._owned: list[Provider] = []
-        self._search_error: ConfigError | None = None
+        self._search_error: HotMeshError | None = None
 
     async def open(self) -> Self:
         """Build and open every role's provider; on failure close what was opened and re-raise."""
