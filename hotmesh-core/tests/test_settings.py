@@ -61,3 +61,11 @@ def test_passwords_never_appear_in_errors() -> None:
     with pytest.raises(ConfigError) as info2:
         load_config(store="redis//:hunter2@host", environ={})
     assert "hunter2" not in str(info2.value)
+
+
+def test_timer_lease_from_arguments_and_environment() -> None:
+    assert load_config(environ={}).timer_lease == 30.0
+    assert load_config(environ={"HOTMESH_TIMER_LEASE": "2.5"}).timer_lease == 2.5
+    assert load_config(timer_lease=4, environ={"HOTMESH_TIMER_LEASE": "2.5"}).timer_lease == 4.0
+    with pytest.raises(ConfigError, match="timer_lease"):
+        load_config(timer_lease=0, environ={})

@@ -11,6 +11,7 @@ import asyncio
 import os
 
 from hotmesh import MeshCall, load_config
+from hotmesh.engine.scheduler import Scheduler
 
 
 def _append(ledger: str, line: str) -> None:
@@ -22,8 +23,16 @@ def _append(ledger: str, line: str) -> None:
 
 async def _main(args: argparse.Namespace) -> None:
     config = load_config(
-        store=args.store, stream=args.stream, sub=args.sub, url=args.store, namespace=args.namespace, environ={}
+        store=args.store,
+        stream=args.stream,
+        sub=args.sub,
+        url=args.store,
+        namespace=args.namespace,
+        timer_lease=args.timer_lease,
+        environ={},
     )
+    if args.die_holding_timers:
+        _die_after_claiming(args.ledger)
 
     async def work(value: object) -> dict[str, object]:
         _append(args.ledger, f"{os.getpid()} call {value}")
@@ -45,6 +54,20 @@ async def _main(args: argparse.Namespace) -> None:
     await MeshCall.serve()
 
 
+def _die_after_claiming(ledger: str) -> None:
+    """Crash point: the scheduler claims due timers, then the process dies before firing them."""
+
+    async def claim_then_die(self: Scheduler) -> int:
+        claimed = await self.store.claim_due_timers(limit=self.batch, lease=self.lease)
+        if claimed:
+            for claim in claimed:
+                _append(ledger, f"{os.getpid()} claimed {claim.timer.timer_id}")
+            os._exit(9)
+        return 0
+
+    Scheduler.fire_due = claim_then_die  # type: ignore[method-assign]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     for name in ("--store", "--stream", "--sub", "--namespace", "--topic", "--ledger"):
@@ -54,6 +77,8 @@ def main() -> None:
     parser.add_argument("--cron-id", default=None)
     parser.add_argument("--interval", type=float, default=1.0)
     parser.add_argument("--max-cycles", type=int, default=None)
+    parser.add_argument("--timer-lease", type=float, default=None)
+    parser.add_argument("--die-holding-timers", action="store_true")
     asyncio.run(_main(parser.parse_args()))
 
 

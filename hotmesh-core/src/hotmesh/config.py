@@ -38,6 +38,9 @@ class HotMeshConfig(BaseModel):
             the provider itself.
         search_required: fail at connect when no provider serves search for its URL (otherwise
             search is simply unavailable and MeshData says so when used).
+        timer_lease: seconds a scheduler holds a claimed timer before another engine may fire
+            it; a crashed engine's timers fire this much late (at most), a live engine must
+            publish within it.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -50,6 +53,7 @@ class HotMeshConfig(BaseModel):
     namespace: str = Field(default="hotmesh", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
     options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     search_required: bool = False
+    timer_lease: float = Field(default=30.0, gt=0.0, le=3600.0)
 
     @field_validator("url", "store", "stream", "sub", "search")
     @classmethod
@@ -90,6 +94,8 @@ def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
             found[role.value] = value
     if environ.get("HOTMESH_NAMESPACE"):
         found["namespace"] = environ["HOTMESH_NAMESPACE"]
+    if environ.get("HOTMESH_TIMER_LEASE"):
+        found["timer_lease"] = environ["HOTMESH_TIMER_LEASE"]
     return found
 
 
@@ -123,6 +129,7 @@ def load_config(
     search: str | None = None,
     namespace: str | None = None,
     options: Mapping[str, Mapping[str, Any]] | None = None,
+    timer_lease: float | None = None,
     config_file: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> HotMeshConfig:
@@ -142,6 +149,7 @@ def load_config(
         "search": search,
         "namespace": namespace,
         "options": {k: dict(v) for k, v in options.items()} if options is not None else None,
+        "timer_lease": timer_lease,
     }
     merged.update({k: v for k, v in given.items() if v is not None})
     try:

@@ -226,3 +226,27 @@ async def test_worker_killed_mid_call_is_redelivered(mesh: HotMeshConfig, multi_
     assert result == {"value": 13, "pid": rescuer.pid}
     runs = [line for line in workers.lines() if line[1] == "call"]
     assert [line[0] for line in runs] == [str(doomed.pid), str(rescuer.pid)]
+
+
+async def test_engine_killed_holding_a_due_timer_another_fires_it_once(
+    mesh: HotMeshConfig, multi_process: None, workers: Workers
+) -> None:
+    """Scheduler crash: an engine dies between claiming a due timer and firing it -> another
+    engine fires it after the lease (Store rule 10), and the cycle runs once."""
+    lease = "2"
+    doomed = workers.start(
+        "kit.timer", "--cron-id", "t1", "--interval", "60", "--max-cycles", "1",
+        "--timer-lease", lease, "--die-holding-timers",
+    )  # fmt: skip
+    assert workers.first_line(doomed) == "started True"
+    assert doomed.wait(timeout=30) == 9, "the doomed engine never claimed the timer"
+    claimed = [line for line in workers.lines() if line[1] == "claimed"]
+    assert len(claimed) == 1
+    rescuer = workers.start("kit.timer", "--cron-id", "t1", "--interval", "60", "--timer-lease", lease)
+    assert workers.first_line(rescuer) == "started False"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not [line for line in workers.lines() if line[1] == "tick"]:
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(float(lease) + 1.0)  # a second firing would show up by now
+    ticks = [line for line in workers.lines() if line[1] == "tick"]
+    assert [line[0] for line in ticks] == [str(rescuer.pid)], f"expected one tick by the rescuer, got {ticks}"

@@ -38,7 +38,12 @@ class Engine:
         self.connection = connection
         self.engine_id = uuid.uuid4().hex[:12]
         self.routers: dict[str, Router] = {}
-        self.scheduler = Scheduler(connection.store, connection.stream, connection.sub)
+        self.scheduler = Scheduler(
+            connection.store,
+            connection.stream,
+            connection.sub,
+            lease=timedelta(seconds=connection.config.timer_lease),
+        )
         self.quorum = Quorum(connection.sub, self.engine_id, self._describe)
         self._started = False
         self._lock = asyncio.Lock()
