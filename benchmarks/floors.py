@@ -297,8 +297,9 @@ async def measure_floors_async(urls: Sequence[str], n: int = DEFAULT_N) -> dict[
         if measure is None:
             results[url] = {"error": f"no floor defined for {scheme}://"}
             continue
+        bare = url if scheme in ("sqlite", "memory") else url.split("?", 1)[0]  # provider options
         try:
-            results[url] = await measure(url, n)
+            results[url] = await measure(bare, n)
         except Exception as exc:  # a missing server must not hide the other backends' floors
             results[url] = {"error": f"{type(exc).__name__}: {exc}"}
     return results
