@@ -16,6 +16,7 @@ from hotmesh.config import HotMeshConfig, load_config
 from hotmesh.connection import Connection, connect
 from hotmesh.engine.router import RetryPolicy
 from hotmesh.meshcall import MeshCall
+from hotmesh.meshflow import MeshFlow, workflow
 
 __version__ = "0.1.0"
 
@@ -23,9 +24,11 @@ __all__ = [
     "Connection",
     "HotMeshConfig",
     "MeshCall",
+    "MeshFlow",
     "RetryPolicy",
     "__version__",
     "connect",
     "errors",
     "load_config",
+    "workflow",
 ]

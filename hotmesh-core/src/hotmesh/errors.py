@@ -15,8 +15,10 @@ caller can catch one class. The tree::
     ├── JobNotFoundError
     │   └── WorkflowNotFoundError
     ├── RemoteError                  a remote callback/workflow failed (type, message, traceback)
-    │   └── WorkflowFailed
+    │   ├── WorkflowFailed
+    │   └── ActivityFailed           an activity failed after its retry policy was spent
     ├── NonDeterminismError
+    │   └── WorkflowSandboxError     workflow code tried I/O, threads or a non-durable timer
     ├── TimeoutError                 also an instance of the builtin TimeoutError
     └── InterruptedError             a job was interrupted
 
@@ -30,6 +32,7 @@ import builtins
 import re
 
 __all__ = [
+    "ActivityFailed",
     "CapabilityNotSupportedError",
     "ConfigError",
     "DuplicateJobError",
@@ -46,6 +49,7 @@ __all__ = [
     "ValidationError",
     "WorkflowFailed",
     "WorkflowNotFoundError",
+    "WorkflowSandboxError",
     "redact_url",
 ]
 
@@ -160,8 +164,30 @@ class WorkflowFailed(RemoteError):
     """A workflow ended in failure; carries the remote error's type, message and traceback."""
 
 
+class ActivityFailed(RemoteError):
+    """Raised inside a workflow: an activity failed for good (retries spent or non-retryable).
+
+    ``attempts`` holds every attempt's error (type, message, traceback) in order.
+    """
+
+    def __init__(
+        self,
+        remote_type: str,
+        remote_message: str,
+        remote_traceback: str = "",
+        *,
+        attempts: list[dict[str, str]] | None = None,
+    ) -> None:
+        super().__init__(remote_type, remote_message, remote_traceback)
+        self.attempts = attempts or []
+
+
 class NonDeterminismError(HotMeshError):
     """Workflow code made a different durable call than its recorded history at some index."""
+
+
+class WorkflowSandboxError(NonDeterminismError):
+    """Workflow code did something that cannot replay (I/O, threads, ``asyncio.sleep``)."""
 
 
 class TimeoutError(HotMeshError, builtins.TimeoutError):

@@ -28,8 +28,8 @@ from typing import Any
 
 import anyio
 
-from hotmesh.config import HotMeshConfig, load_config
-from hotmesh.connection import Connection
+from hotmesh._runtime import ConnectionLike
+from hotmesh._runtime import runtime as _registry
 from hotmesh.engine.durations import Duration, Interval, parse_duration
 from hotmesh.engine.engine import Engine, headers_for, wait_for_shutdown_signal
 from hotmesh.engine.router import RetryPolicy
@@ -39,7 +39,6 @@ from hotmesh.providers import (
     JSONValue,
     Message,
     NewJob,
-    Role,
     Timer,
     Transition,
     TransitionStatus,
@@ -51,7 +50,6 @@ __all__ = ["MeshCall"]
 log = logging.getLogger("hotmesh.meshcall")
 
 Callback = Callable[..., Awaitable[Any]] | Callable[..., Any]
-ConnectionLike = Connection | HotMeshConfig | str | None
 
 _TOPIC = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}$")
 RESULT_GRACE = timedelta(seconds=5)
@@ -93,35 +91,6 @@ def _describe_exception(exc: BaseException) -> dict[str, JSONValue]:
     }
 
 
-class _Registry:
-    """Process-wide connections and engines, one per distinct configuration."""
-
-    def __init__(self) -> None:
-        self.connections: dict[object, Connection] = {}
-        self.engines: dict[int, Engine] = {}
-        self.callbacks: dict[tuple[int, str], tuple[Callback, RetryPolicy]] = {}
-        self.lock = asyncio.Lock()
-
-    async def connection(self, given: ConnectionLike) -> Connection:
-        if isinstance(given, Connection):
-            return await given.open()
-        config = load_config(url=given) if isinstance(given, str) or given is None else given
-        key = (tuple(config.url_for(r) for r in Role), config.namespace)
-        async with self.lock:
-            found = self.connections.get(key)
-            if found is None:
-                found = await Connection(config).open()
-                self.connections[key] = found
-            return found
-
-    def engine(self, connection: Connection) -> Engine:
-        engine = self.engines.get(id(connection))
-        if engine is None:
-            engine = self.engines[id(connection)] = Engine(connection)
-        return engine
-
-
-_registry = _Registry()
 
 
 class MeshCall:
@@ -353,12 +322,7 @@ class MeshCall:
     @staticmethod
     async def shutdown(grace: float = 5.0) -> None:
         """Stop serving (in-flight calls finish or are released) and close the connections."""
-        engines, _registry.engines = list(_registry.engines.values()), {}
-        await asyncio.gather(*(e.stop(grace) for e in engines))
-        connections, _registry.connections = list(_registry.connections.values()), {}
-        for connection in connections:
-            await connection.aclose()
-        _registry.callbacks.clear()
+        await _registry.shutdown(grace)
 
 
 def _cron_timer(topic: str, job_id: str, generation: str, cycle: int, due: datetime) -> Timer:

@@ -27,12 +27,27 @@ DeadLetterHook = Callable[[Delivery, BaseException], Awaitable[None]]
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential backoff: attempt n waits ``initial * coefficient**(n-1)``, capped."""
+    """Exponential backoff: attempt n waits ``initial * coefficient**(n-1)``, capped.
+
+    ``non_retryable_error_types`` names exception types (``"ValueError"`` or the qualified
+    ``"mypkg.errors.Fatal"``) that end the retries at once; MeshFlow activities honour it.
+    """
 
     max_attempts: int = 3
     initial_interval: timedelta = timedelta(milliseconds=200)
     backoff_coefficient: float = 2.0
     maximum_interval: timedelta = timedelta(seconds=30)
+    non_retryable_error_types: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        from hotmesh.errors import ValidationError
+
+        if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int) or self.max_attempts < 1:
+            raise ValidationError(f"max_attempts must be a positive integer, got {self.max_attempts!r}")
+        if self.backoff_coefficient < 1:
+            raise ValidationError(f"backoff_coefficient must be at least 1, got {self.backoff_coefficient!r}")
+        if self.initial_interval < timedelta(0) or self.maximum_interval < timedelta(0):
+            raise ValidationError("initial_interval and maximum_interval must not be negative")
 
     def delay(self, attempt: int) -> timedelta:
         """Backoff before the attempt after ``attempt`` (1-based)."""

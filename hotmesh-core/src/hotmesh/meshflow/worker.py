@@ -1,0 +1,655 @@
+"""MeshFlow workers: replay workflows and run activities, on any number of processes.
+
+A workflow task (stream ``mf.wf.<queue>``) loads the workflow's job, replays its code on the
+private loop, and dispatches the new durable calls in ONE guarded transition (``require gen``):
+the ``d:<seq>`` records plus the activity messages (atomically with the store where it can
+publish). Timers, waiters and children follow; calls that resolve at once (signal emit, start
+child, interrupt, a buffered signal) trigger another replay in the same task.
+
+Crash safety: every ``d:<seq>`` names the delivery that dispatched it and the transition step; a
+redelivered task re-applies that step (DUPLICATE re-publishes its messages) and redoes the
+idempotent side effects (timer ids, waiter identities, child ids and signal delivery ids are
+stable). Two workers replaying the same workflow at once cannot both dispatch: the second one's
+``gen`` guard fails and it replays again from the store.
+
+Activity tasks (stream ``mf.act.<queue>``) run the function and write its outcome with the
+idempotent step ``h:<seq>`` together with a replay message; a failed attempt is recorded as
+``e:<seq>:<n>`` and retried through a durable timer after the policy's backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import anyio
+
+from hotmesh._runtime import ConnectionLike, runtime
+from hotmesh.connection import Connection
+from hotmesh.engine.engine import Engine, headers_for, wait_for_shutdown_signal
+from hotmesh.engine.router import RetryPolicy
+from hotmesh.errors import (
+    DuplicateWorkflowError,
+    HotMeshError,
+    InterruptedError,
+    SerializationError,
+    ValidationError,
+)
+from hotmesh.meshflow import _records as rec
+from hotmesh.meshflow._activities import (
+    CURRENT_ACTIVITY,
+    ActivityInfo,
+    find_activity,
+    register_activity,
+    registered_activities,
+    retry_from_json,
+)
+from hotmesh.meshflow._replay import Command, Outcome, WorkflowFunction, WorkflowState, replay
+from hotmesh.providers import (
+    Delivery,
+    JSONValue,
+    Message,
+    NewJob,
+    Timer,
+    Transition,
+    TransitionStatus,
+    Waiter,
+    check_json,
+)
+
+__all__ = ["Worker"]
+
+log = logging.getLogger("hotmesh.meshflow")
+
+MAX_ROUNDS = 1000
+"""Replays one workflow task may run when calls keep resolving at once (a runaway guard)."""
+
+
+class UnknownWorkflowError(HotMeshError):
+    """This worker has no workflow function by that name (another worker of the queue may)."""
+
+
+class Worker:
+    """Serves one task queue: replays its workflows and runs the activities proxied to it."""
+
+    def __init__(self, engine: Engine, task_queue: str, workflows: dict[str, WorkflowFunction]) -> None:
+        self.engine = engine
+        self.connection: Connection = engine.connection
+        self.task_queue = task_queue
+        self.workflows = workflows
+
+    @classmethod
+    async def create(
+        cls,
+        *,
+        connection: ConnectionLike = None,
+        task_queue: str = "default",
+        workflow: WorkflowFunction | Iterable[WorkflowFunction],
+        activities: Iterable[Callable[..., Any]] = (),
+        concurrency: int = 50,
+        activity_concurrency: int = 50,
+        workflow_visibility_timeout: float = 60.0,
+        activity_visibility_timeout: float = 300.0,
+    ) -> Worker:
+        """Register ``workflow`` (one function or several) on ``task_queue`` and start serving.
+
+        Activities proxied by the workflows' modules (``workflow.proxy_activities``) are served
+        too; ``activities`` registers more. ``activity_visibility_timeout`` is how long an
+        activity taken by a process that died stays invisible before another worker runs it.
+        """
+        queue = rec.check_queue(task_queue)
+        functions = [workflow] if callable(workflow) else list(workflow)
+        registered: dict[str, WorkflowFunction] = {}
+        for fn in functions:
+            if not inspect.iscoroutinefunction(fn):
+                raise ValidationError(f"workflow {fn!r} must be an 'async def' function")
+            registered[rec.check_workflow_name(fn.__name__)] = fn
+        if not registered:
+            raise ValidationError("Worker.create needs at least one workflow function")
+        for fn in activities:
+            register_activity(getattr(fn, "__name__", repr(fn)), fn)
+        if concurrency < 1 or activity_concurrency < 1:
+            raise ValidationError("concurrency and activity_concurrency must be at least 1")
+        conn = await runtime.connection(connection)
+        engine = runtime.engine(conn)
+        worker = cls(engine, queue, registered)
+        await worker._advertise()
+        await engine.serve(
+            rec.workflow_stream(queue),
+            worker._handle_workflow_task,
+            group=rec.GROUP,
+            concurrency=concurrency,
+            retry=RetryPolicy(max_attempts=5, initial_interval=timedelta(milliseconds=200)),
+            on_dead_letter=worker._workflow_task_dead,
+            visibility_timeout=timedelta(seconds=workflow_visibility_timeout),
+        )
+        await engine.serve(
+            rec.activity_stream(queue),
+            worker._handle_activity_task,
+            group=rec.GROUP,
+            concurrency=activity_concurrency,
+            retry=RetryPolicy(max_attempts=5, initial_interval=timedelta(milliseconds=200)),
+            on_dead_letter=worker._activity_task_dead,
+            visibility_timeout=timedelta(seconds=activity_visibility_timeout),
+        )
+        return worker
+
+    async def _advertise(self) -> None:
+        """Record this queue's workflow names so clients can reject unknown ones at start."""
+        store = self.connection.store
+        key = rec.registry_key(self.task_queue)
+        _, known = await store.get_cached(key)
+        names = sorted({str(n) for n in (known if isinstance(known, list) else [])} | set(self.workflows))
+        if names != known:
+            await store.set_cached(key, list(names), ttl=None)
+
+    async def run(self, grace: float = 5.0) -> None:
+        """Serve until SIGTERM or SIGINT, then shut down gracefully."""
+        await wait_for_shutdown_signal()
+        await self.shutdown(grace)
+
+    async def shutdown(self, grace: float = 5.0) -> None:
+        """Stop serving: in-flight tasks finish within ``grace`` or are released to other workers."""
+        await runtime.shutdown(grace)
+
+    # -- workflow tasks -------------------------------------------------------------------------
+    async def _handle_workflow_task(self, delivery: Delivery) -> None:
+        body = delivery.message.body
+        workflow_id = str(body.get("workflow_id"))
+        job = rec.job_id(workflow_id)
+        kind = body.get("kind")
+        seq = body.get("seq")
+        if kind == "event" and isinstance(seq, int):
+            outcome = body.get("outcome")
+            if not await self._record(job, seq, outcome if isinstance(outcome, dict) else {}):
+                return
+        elif kind == "signal" and isinstance(seq, int):
+            signal_id = str(body.get("signal_id"))
+            signal = await self.connection.store.consume_signal(signal_id, job_id=job, step=str(seq))
+            if signal is None:
+                return  # another waiter took it; ours stays registered for the next one
+            if not await self._record(job, seq, rec.ok(signal.data, "signal")):
+                return
+        await self._advance(workflow_id, delivery.id)
+
+    async def _record(self, job: str, seq: int, outcome: dict[str, JSONValue]) -> bool:
+        """Write the outcome of call ``seq`` once; False when the workflow no longer runs."""
+        if "at" not in outcome:
+            outcome = {**outcome, "at": time.time()}
+        result = await self.engine.transition(
+            Transition(job, f"h:{seq}", set={f"h:{seq}": outcome}, require={"status": rec.RUNNING})
+        )
+        return result.status is not TransitionStatus.REJECTED
+
+    async def _advance(self, workflow_id: str, delivery_id: str) -> None:
+        """Replay until the workflow finishes or waits on calls that are all dispatched."""
+        job_key = rec.job_id(workflow_id)
+        store = self.connection.store
+        for _ in range(MAX_ROUNDS):
+            job = await store.get_job(job_key)
+            if job is None or job.get("status") != rec.RUNNING:
+                return
+            name = str(job.get("workflow_name"))
+            fn = self.workflows.get(name)
+            if fn is None:
+                raise UnknownWorkflowError(
+                    f"no workflow {name!r} on task queue {self.task_queue!r} in this worker; "
+                    f"it serves {sorted(self.workflows)}"
+                )
+            raw_args = job.get("args")
+            state = WorkflowState(job, workflow_id=workflow_id, namespace=self.connection.namespace)
+            outcome = replay(fn, list(raw_args) if isinstance(raw_args, list) else [], state)
+            gen = job.get("gen", 0)
+            if outcome.status != "suspended":
+                if await self._finish(workflow_id, job, outcome, gen):
+                    return
+                continue  # someone else advanced it meanwhile: replay the newer state
+            redo = [
+                seq
+                for seq in outcome.waiting
+                if isinstance(d := job.get(f"d:{seq}"), dict) and d.get("by") == delivery_id
+            ]
+            if not outcome.commands and not redo:
+                return
+            resolved = False
+            if outcome.commands:
+                dispatched = await self._dispatch(workflow_id, job, outcome.commands, gen, delivery_id)
+                if dispatched is None:
+                    continue  # lost the race on ``gen``: replay what the winner wrote
+                resolved = dispatched
+            if redo:
+                resolved = await self._redo(workflow_id, job, redo) or resolved
+            if not resolved:
+                return
+        log.error("workflow %s kept resolving calls for %d replays; leaving it for the next task", workflow_id, MAX_ROUNDS)
+
+    async def _dispatch(
+        self, workflow_id: str, job: dict[str, JSONValue], commands: list[Command], gen: JSONValue, delivery_id: str
+    ) -> bool | None:
+        """Persist new commands in one guarded transition; None if another replay won the race."""
+        job_key = rec.job_id(workflow_id)
+        step = f"r:{gen}:{delivery_id}"
+        now = time.time()
+        if any(c.type == "sleep" for c in commands):
+            now = (await self.connection.store.now()).timestamp()  # timers follow the store's clock
+        sets: dict[str, JSONValue] = {"gen": (gen if isinstance(gen, int) else 0) + 1}
+        messages: list[Message] = []
+        for command in commands:
+            details = dict(command.details)
+            if command.type == "sleep":
+                details["due"] = now + float(details.get("seconds", 0.0))  # type: ignore[arg-type]
+            sets[f"d:{command.seq}"] = {
+                "type": command.type,
+                "key": command.key,
+                "cmd": details,
+                "by": delivery_id,
+                "step": step,
+                "at": now,
+            }
+            if command.type == "activity":
+                messages.append(self._activity_message(workflow_id, command.seq, details, attempt=1))
+        result = await self.engine.transition(
+            Transition(
+                job_key,
+                step,
+                set=sets,
+                require={"gen": gen, "status": rec.RUNNING},
+                messages=tuple(messages),
+            )
+        )
+        if result.status is TransitionStatus.REJECTED:
+            return None
+        resolved = False
+        for command in commands:
+            record = sets[f"d:{command.seq}"]
+            assert isinstance(record, dict)
+            cmd = record["cmd"]
+            assert isinstance(cmd, dict)
+            resolved = await self._side_effect(workflow_id, command.seq, command.type, cmd) or resolved
+        return resolved
+
+    async def _redo(self, workflow_id: str, job: dict[str, JSONValue], seqs: list[int]) -> bool:
+        """Finish what an earlier attempt of this same task dispatched before it crashed."""
+        job_key = rec.job_id(workflow_id)
+        resolved = False
+        steps_done: set[str] = set()
+        for seq in seqs:
+            record = job[f"d:{seq}"]
+            assert isinstance(record, dict)
+            step = str(record.get("step"))
+            if step not in steps_done:  # DUPLICATE: the engine re-publishes the step's messages
+                steps_done.add(step)
+                await self.engine.transition(Transition(job_key, step))
+            cmd = record.get("cmd")
+            if isinstance(cmd, dict):
+                resolved = await self._side_effect(workflow_id, seq, str(record.get("type")), cmd) or resolved
+        return resolved
+
+    def _activity_message(self, workflow_id: str, seq: int, details: dict[str, JSONValue], *, attempt: int) -> Message:
+        queue = details.get("task_queue") or self.task_queue
+        return Message(
+            stream=rec.activity_stream(str(queue)),
+            body={
+                "workflow_id": workflow_id,
+                "seq": seq,
+                "name": details.get("name"),
+                "args": details.get("args"),
+                "attempt": attempt,
+                "retry": details.get("retry"),
+                "timeout": details.get("timeout"),
+                "reply_queue": self.task_queue,
+            },
+            headers=headers_for(),
+        )
+
+    async def _side_effect(self, workflow_id: str, seq: int, kind: str, cmd: dict[str, JSONValue]) -> bool:
+        """The idempotent effects of a dispatched call; True when its outcome is already recorded."""
+        job_key = rec.job_id(workflow_id)
+        store = self.connection.store
+        if kind == "activity":
+            return False
+        if kind == "sleep":
+            seconds = float(cmd.get("seconds", 0.0))  # type: ignore[arg-type]
+            if seconds <= 0:
+                return await self._record(job_key, seq, rec.ok(0.0, "sleep"))
+            due = float(cmd.get("due", time.time()))  # type: ignore[arg-type]
+            await self.engine.scheduler.schedule(
+                Timer(
+                    timer_id=f"{job_key}:s{seq}",
+                    due=datetime.fromtimestamp(due, UTC),
+                    message=rec.run_message(
+                        self.task_queue, workflow_id, "event", seq=seq, outcome={"ok": True, "value": seconds, "kind": "sleep"}
+                    ),
+                )
+            )
+            return False
+        if kind == "signal":
+            signal_id = str(cmd.get("signal_id"))
+            waiter = Waiter(
+                job_id=job_key,
+                step=str(seq),
+                message=rec.run_message(self.task_queue, workflow_id, "signal", seq=seq, signal_id=signal_id),
+            )
+            if await store.add_waiter(signal_id, waiter) is None:
+                return False
+            signal = await store.consume_signal(signal_id, job_id=job_key, step=str(seq))
+            if signal is None:
+                return False
+            return await self._record(job_key, seq, rec.ok(signal.data, "signal"))
+        if kind == "emit":
+            await deliver_signal(self.connection, str(cmd.get("signal_id")), cmd.get("data"), delivery_id=f"{job_key}:{seq}")
+            return await self._record(job_key, seq, rec.ok(None, "emit"))
+        if kind in ("child", "start_child"):
+            return await self._start_child(workflow_id, seq, kind, cmd)
+        if kind == "interrupt":
+            target = str(cmd.get("workflow_id"))
+            done = await interrupt_workflow(self.engine, target, missing_ok=True)
+            return await self._record(job_key, seq, rec.ok(done, "interrupt"))
+        raise ValidationError(f"unknown durable call type {kind!r}")
+
+    async def _start_child(self, workflow_id: str, seq: int, kind: str, cmd: dict[str, JSONValue]) -> bool:
+        job_key = rec.job_id(workflow_id)
+        child_id = str(cmd.get("workflow_id"))
+        queue = str(cmd.get("task_queue") or self.task_queue)
+        parent: dict[str, JSONValue] = {
+            "workflow_id": workflow_id,
+            "seq": seq,
+            "task_queue": self.task_queue,
+            "wait": kind == "child",
+        }
+        created = await self.engine.create(
+            new_workflow_job(
+                child_id,
+                workflow_name=str(cmd.get("workflow_name")),
+                task_queue=queue,
+                args=cmd.get("args") if isinstance(cmd.get("args"), list) else [],
+                parent=parent,
+            )
+        )
+        if not created:
+            existing = await self.connection.store.get_job(rec.job_id(child_id), ["parent"])
+            if existing is None or existing.get("parent") != parent:
+                error = rec.describe_exception(
+                    DuplicateWorkflowError(f"child workflow id {child_id!r} is already used by another workflow")
+                )
+                return await self._record(job_key, seq, rec.failed(error, "child"))
+        if kind == "start_child":
+            return await self._record(job_key, seq, rec.ok(child_id, "start_child"))
+        return False
+
+    async def _finish(self, workflow_id: str, job: dict[str, JSONValue], outcome: Outcome, gen: JSONValue) -> bool:
+        """Record the final outcome (or continue as new); False if the guard lost a race."""
+        job_key = rec.job_id(workflow_id)
+        run = job.get("run", 1)
+        if outcome.status == "continue_as_new":
+            stale = tuple(k for k in job if rec.is_history_field(k))
+            result = await self.engine.transition(
+                Transition(
+                    job_key,
+                    f"can:{run}",
+                    set={
+                        "args": outcome.continue_args,
+                        "run": (run if isinstance(run, int) else 1) + 1,
+                        "gen": 0,
+                        "started_at": time.time(),
+                    },
+                    delete=stale,
+                    require={"gen": gen, "status": rec.RUNNING},
+                    messages=(rec.run_message(self.task_queue, workflow_id, "start"),),
+                )
+            )
+            return result.status is not TransitionStatus.REJECTED
+        fields: dict[str, JSONValue] = {"finished_at": time.time()}
+        if outcome.status == "completed":
+            try:
+                check_json(outcome.result, "result")
+                fields.update(status=rec.COMPLETED, result=outcome.result)
+            except SerializationError as exc:
+                fields.update(status=rec.FAILED, error=rec.describe_exception(exc))
+        else:
+            assert outcome.error is not None
+            fields.update(status=rec.FAILED, error=rec.describe_exception(outcome.error))
+        expire = job.get("expire")
+        result = await self.engine.transition(
+            Transition(
+                job_key,
+                f"done:{run}",
+                set=fields,
+                require={"gen": gen, "status": rec.RUNNING},
+                messages=tuple(_parent_messages(job, fields)),
+                expire=timedelta(seconds=float(expire)) if isinstance(expire, (int, float)) else None,
+            )
+        )
+        if result.status is TransitionStatus.REJECTED:
+            return False
+        await self.connection.sub.publish(rec.result_topic(workflow_id), _announcement(fields))
+        return True
+
+    async def _workflow_task_dead(self, delivery: Delivery, exc: BaseException) -> None:
+        """A workflow task that kept failing: fail the workflow with the error (never silently)."""
+        workflow_id = str(delivery.message.body.get("workflow_id"))
+        await fail_workflow(self.engine, workflow_id, rec.describe_exception(exc))
+
+    # -- activity tasks -------------------------------------------------------------------------
+    async def _handle_activity_task(self, delivery: Delivery) -> None:
+        body = delivery.message.body
+        workflow_id = str(body.get("workflow_id"))
+        job_key = rec.job_id(workflow_id)
+        seq = int(body.get("seq") or 0)  # type: ignore[arg-type]
+        name = str(body.get("name"))
+        attempt = int(body.get("attempt") or 1)  # type: ignore[arg-type]
+        reply_queue = str(body.get("reply_queue") or self.task_queue)
+        store = self.connection.store
+        if delivery.delivery_count > 1:  # redelivered: the outcome may already be written
+            fields = await store.get_job(job_key, ["status", f"h:{seq}"])
+            if fields is None or fields.get("status") != rec.RUNNING or f"h:{seq}" in fields:
+                return
+        fn = find_activity(name)
+        if fn is None:
+            raise ValidationError(
+                f"no activity {name!r} in this worker (task queue {self.task_queue!r}); it has {registered_activities()}"
+            )
+        raw_args = body.get("args")
+        args = list(raw_args) if isinstance(raw_args, list) else []
+        timeout = body.get("timeout")
+        info = ActivityInfo(workflow_id, name, seq, attempt, f"{workflow_id}:{seq}")
+        token = CURRENT_ACTIVITY.set(info)
+        try:
+            value = await asyncio.wait_for(
+                _invoke(fn, args), timeout=float(timeout) if isinstance(timeout, (int, float)) else None
+            )
+            check_json(value, f"{name}() result")
+        except Exception as exc:
+            if isinstance(exc, TimeoutError) and not isinstance(exc, HotMeshError):
+                exc = TimeoutError(f"activity {name!r} exceeded its start_to_close_timeout of {timeout}s")
+            await self._activity_failed(workflow_id, seq, attempt, body, reply_queue, rec.describe_exception(exc))
+            return
+        finally:
+            CURRENT_ACTIVITY.reset(token)
+        await self.engine.transition(
+            Transition(
+                job_key,
+                f"h:{seq}",
+                set={f"h:{seq}": rec.ok(value, "activity")},
+                require={"status": rec.RUNNING},
+                messages=(rec.run_message(reply_queue, workflow_id),),
+            )
+        )
+
+    async def _activity_failed(
+        self,
+        workflow_id: str,
+        seq: int,
+        attempt: int,
+        body: Any,
+        reply_queue: str,
+        error: dict[str, JSONValue],
+    ) -> None:
+        job_key = rec.job_id(workflow_id)
+        policy = retry_from_json(body.get("retry"))
+        final = attempt >= policy.max_attempts or rec.error_matches(error, policy.non_retryable_error_types)
+        if final:
+            await self.engine.transition(
+                Transition(
+                    job_key,
+                    f"h:{seq}",
+                    set={f"h:{seq}": rec.failed(error, "activity"), f"e:{seq}:{attempt}": error},
+                    require={"status": rec.RUNNING},
+                    messages=(rec.run_message(reply_queue, workflow_id),),
+                )
+            )
+            return
+        result = await self.engine.transition(
+            Transition(job_key, f"e:{seq}:{attempt}", set={f"e:{seq}:{attempt}": error}, require={"status": rec.RUNNING})
+        )
+        if result.status is TransitionStatus.REJECTED:
+            return
+        due = await self.connection.store.now() + policy.delay(attempt)
+        retry_body = dict(body)
+        retry_body["attempt"] = attempt + 1
+        await self.engine.scheduler.schedule(
+            Timer(
+                timer_id=f"{job_key}:a{seq}:{attempt + 1}",
+                due=due.astimezone(UTC) if due.tzinfo else due.replace(tzinfo=UTC),
+                message=Message(stream=rec.activity_stream(self.task_queue), body=retry_body, headers=headers_for()),
+            )
+        )
+
+    async def _activity_task_dead(self, delivery: Delivery, exc: BaseException) -> None:
+        body = delivery.message.body
+        workflow_id = str(body.get("workflow_id"))
+        seq = int(body.get("seq") or 0)  # type: ignore[arg-type]
+        reply_queue = str(body.get("reply_queue") or self.task_queue)
+        await self.engine.transition(
+            Transition(
+                rec.job_id(workflow_id),
+                f"h:{seq}",
+                set={f"h:{seq}": rec.failed(rec.describe_exception(exc), "activity")},
+                require={"status": rec.RUNNING},
+                messages=(rec.run_message(reply_queue, workflow_id),),
+            )
+        )
+
+
+async def _invoke(fn: Callable[..., Any], args: list[Any]) -> Any:
+    if inspect.iscoroutinefunction(fn):
+        return await fn(*args)
+    context_args = args
+    result = await anyio.to_thread.run_sync(lambda: fn(*context_args))
+    if inspect.isawaitable(result):
+        return await result
+    return result
+
+
+def new_workflow_job(
+    workflow_id: str,
+    *,
+    workflow_name: str,
+    task_queue: str,
+    args: JSONValue,
+    parent: dict[str, JSONValue] | None = None,
+    expire: float | None = None,
+) -> NewJob:
+    """The job of a new workflow and the message that starts it (created atomically)."""
+    fields: dict[str, JSONValue] = {
+        "status": rec.RUNNING,
+        "workflow_name": workflow_name,
+        "task_queue": task_queue,
+        "args": args,
+        "run": 1,
+        "gen": 0,
+        "started_at": time.time(),
+    }
+    if parent is not None:
+        fields["parent"] = parent
+    if expire is not None:
+        fields["expire"] = expire
+    return NewJob(
+        rec.job_id(workflow_id),
+        fields,
+        messages=(rec.run_message(task_queue, workflow_id, "start"),),
+    )
+
+
+def _announcement(fields: dict[str, JSONValue]) -> dict[str, JSONValue]:
+    return {k: fields[k] for k in ("status", "result", "error") if k in fields}
+
+
+def _parent_messages(job: dict[str, JSONValue], fields: dict[str, JSONValue]) -> list[Message]:
+    parent = job.get("parent")
+    if not isinstance(parent, dict) or not parent.get("wait"):
+        return []
+    error = fields.get("error")
+    outcome = (
+        rec.ok(fields.get("result"), "child")
+        if fields.get("status") == rec.COMPLETED
+        else rec.failed(error if isinstance(error, dict) else {}, "child")
+    )
+    return [
+        rec.run_message(
+            str(parent.get("task_queue")), str(parent.get("workflow_id")), "event", seq=parent.get("seq"), outcome=outcome
+        )
+    ]
+
+
+async def deliver_signal(connection: Connection, signal_id: str, data: JSONValue, *, delivery_id: str) -> int:
+    """Buffer a signal and wake its waiters; returns how many were woken (C5: never lost)."""
+    waiters = await connection.store.deliver_signal(signal_id, data, delivery_id=delivery_id)
+    if waiters:
+        await connection.stream.publish([w.message for w in waiters])
+    return len(waiters)
+
+
+async def fail_workflow(engine: Engine, workflow_id: str, error: dict[str, JSONValue]) -> bool:
+    """Mark a running workflow failed with ``error`` and announce it."""
+    return await _end(engine, workflow_id, rec.FAILED, error, step="failed")
+
+
+async def interrupt_workflow(engine: Engine, workflow_id: str, *, missing_ok: bool = False) -> bool:
+    """Stop a running workflow wherever it is (sleeping, waiting, mid-activity); True if it ran."""
+    from hotmesh.errors import WorkflowNotFoundError
+
+    error = rec.describe_exception(InterruptedError(f"workflow {workflow_id!r} was interrupted"))
+    error["type"] = "hotmesh.errors.InterruptedError"
+    exists = await engine.connection.store.get_job(rec.job_id(workflow_id), ["status"])
+    if exists is None:
+        if missing_ok:
+            return False
+        raise WorkflowNotFoundError(f"no workflow {workflow_id!r} (it never ran, or it expired)")
+    return await _end(engine, workflow_id, rec.INTERRUPTED, error, step="interrupt")
+
+
+async def _end(engine: Engine, workflow_id: str, status: str, error: dict[str, JSONValue], *, step: str) -> bool:
+    store = engine.connection.store
+    job_key = rec.job_id(workflow_id)
+    job = await store.get_job(job_key)
+    if job is None or job.get("status") != rec.RUNNING:
+        return False
+    fields: dict[str, JSONValue] = {"status": status, "error": error, "finished_at": time.time()}
+    result = await engine.transition(
+        Transition(
+            job_key,
+            f"{step}:{job.get('run', 1)}",
+            set=fields,
+            require={"status": rec.RUNNING},
+            messages=tuple(_parent_messages(job, fields)),
+        )
+    )
+    if result.status is not TransitionStatus.APPLIED:
+        return False
+    for key, record in job.items():  # release what it was waiting on
+        if not (key.startswith("d:") and isinstance(record, dict)) or f"h:{key[2:]}" in job:
+            continue
+        if record.get("type") == "sleep":
+            await store.cancel_timer(f"{job_key}:s{key[2:]}")
+        elif record.get("type") == "signal":
+            cmd = record.get("cmd")
+            if isinstance(cmd, dict):
+                await store.remove_waiter(str(cmd.get("signal_id")), job_id=job_key, step=key[2:])
+    await engine.connection.sub.publish(rec.result_topic(workflow_id), _announcement(fields))
+    return True
