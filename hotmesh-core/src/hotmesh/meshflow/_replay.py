@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from hotmesh.errors import ActivityFailed, HotMeshError, NonDeterminismError, RemoteError
-from hotmesh.meshflow._loop import ReplayLoop, install_sandbox
+from hotmesh.meshflow._loop import IN_WORKFLOW, ReplayLoop, install_sandbox
 from hotmesh.providers import JSONValue
 
 WorkflowFunction = Callable[..., Coroutine[Any, Any, Any]]
@@ -184,11 +184,13 @@ def replay(fn: WorkflowFunction, args: list[JSONValue], state: WorkflowState) ->
     install_sandbox()
     loop = ReplayLoop()  # type: ignore[abstract]  # only what asyncio Tasks use is implemented
     state.loop = loop
-    token = CURRENT.set(state)
+    # Tasks copy the context when created: set both variables before the workflow's task exists.
+    token, sandbox = CURRENT.set(state), IN_WORKFLOW.set(True)
     try:
         task = loop.create_task(fn(*args), name=f"workflow:{state.workflow_id}")
         loop.run_ready()
     finally:
+        IN_WORKFLOW.reset(sandbox)
         CURRENT.reset(token)
     try:
         if not task.done():

@@ -163,26 +163,26 @@ class Worker:
         workflow_id = str(body.get("workflow_id"))
         job = rec.job_id(workflow_id)
         kind = body.get("kind")
-        seq = body.get("seq")
-        if kind == "event" and isinstance(seq, int):
+        seq, run = body.get("seq"), body.get("run", 1)
+        if kind == "event" and isinstance(seq, int) and isinstance(run, int):
             outcome = body.get("outcome")
-            if not await self._record(job, seq, outcome if isinstance(outcome, dict) else {}):
+            if not await self._record(job, run, seq, outcome if isinstance(outcome, dict) else {}):
                 return
-        elif kind == "signal" and isinstance(seq, int):
+        elif kind == "signal" and isinstance(seq, int) and isinstance(run, int):
             signal_id = str(body.get("signal_id"))
-            signal = await self.connection.store.consume_signal(signal_id, job_id=job, step=str(seq))
+            signal = await self.connection.store.consume_signal(signal_id, job_id=job, step=f"{run}:{seq}")
             if signal is None:
                 return  # another waiter took it; ours stays registered for the next one
-            if not await self._record(job, seq, rec.ok(signal.data, "signal")):
+            if not await self._record(job, run, seq, rec.ok(signal.data, "signal")):
                 return
         await self._advance(workflow_id, delivery.id)
 
-    async def _record(self, job: str, seq: int, outcome: dict[str, JSONValue]) -> bool:
-        """Write the outcome of call ``seq`` once; False when the workflow no longer runs."""
+    async def _record(self, job: str, run: int, seq: int, outcome: dict[str, JSONValue]) -> bool:
+        """Write the outcome of call ``seq`` of run ``run`` once; False when that run is over."""
         if "at" not in outcome:
             outcome = {**outcome, "at": time.time()}
         result = await self.engine.transition(
-            Transition(job, f"h:{seq}", set={f"h:{seq}": outcome}, require={"status": rec.RUNNING})
+            Transition(job, f"h:{run}:{seq}", set={f"h:{seq}": outcome}, require={"status": rec.RUNNING, "run": run})
         )
         return result.status is not TransitionStatus.REJECTED
 
@@ -205,6 +205,8 @@ class Worker:
             state = WorkflowState(job, workflow_id=workflow_id, namespace=self.connection.namespace)
             outcome = replay(fn, list(raw_args) if isinstance(raw_args, list) else [], state)
             gen = job.get("gen", 0)
+            raw_run = job.get("run", 1)
+            run = raw_run if isinstance(raw_run, int) else 1
             if outcome.status != "suspended":
                 if await self._finish(workflow_id, job, outcome, gen):
                     return
@@ -218,22 +220,22 @@ class Worker:
                 return
             resolved = False
             if outcome.commands:
-                dispatched = await self._dispatch(workflow_id, job, outcome.commands, gen, delivery_id)
+                dispatched = await self._dispatch(workflow_id, run, outcome.commands, gen, delivery_id)
                 if dispatched is None:
                     continue  # lost the race on ``gen``: replay what the winner wrote
                 resolved = dispatched
             if redo:
-                resolved = await self._redo(workflow_id, job, redo) or resolved
+                resolved = await self._redo(workflow_id, run, job, redo) or resolved
             if not resolved:
                 return
         log.error("workflow %s kept resolving calls for %d replays; leaving it for the next task", workflow_id, MAX_ROUNDS)
 
     async def _dispatch(
-        self, workflow_id: str, job: dict[str, JSONValue], commands: list[Command], gen: JSONValue, delivery_id: str
+        self, workflow_id: str, run: int, commands: list[Command], gen: JSONValue, delivery_id: str
     ) -> bool | None:
         """Persist new commands in one guarded transition; None if another replay won the race."""
         job_key = rec.job_id(workflow_id)
-        step = f"r:{gen}:{delivery_id}"
+        step = f"r:{run}:{gen}:{delivery_id}"
         now = time.time()
         if any(c.type == "sleep" for c in commands):
             now = (await self.connection.store.now()).timestamp()  # timers follow the store's clock
@@ -252,7 +254,7 @@ class Worker:
                 "at": now,
             }
             if command.type == "activity":
-                messages.append(self._activity_message(workflow_id, command.seq, details, attempt=1))
+                messages.append(self._activity_message(workflow_id, run, command.seq, details, attempt=1))
         result = await self.engine.transition(
             Transition(
                 job_key,
@@ -270,10 +272,10 @@ class Worker:
             assert isinstance(record, dict)
             cmd = record["cmd"]
             assert isinstance(cmd, dict)
-            resolved = await self._side_effect(workflow_id, command.seq, command.type, cmd) or resolved
+            resolved = await self._side_effect(workflow_id, run, command.seq, command.type, cmd) or resolved
         return resolved
 
-    async def _redo(self, workflow_id: str, job: dict[str, JSONValue], seqs: list[int]) -> bool:
+    async def _redo(self, workflow_id: str, run: int, job: dict[str, JSONValue], seqs: list[int]) -> bool:
         """Finish what an earlier attempt of this same task dispatched before it crashed."""
         job_key = rec.job_id(workflow_id)
         resolved = False
@@ -287,15 +289,18 @@ class Worker:
                 await self.engine.transition(Transition(job_key, step))
             cmd = record.get("cmd")
             if isinstance(cmd, dict):
-                resolved = await self._side_effect(workflow_id, seq, str(record.get("type")), cmd) or resolved
+                resolved = await self._side_effect(workflow_id, run, seq, str(record.get("type")), cmd) or resolved
         return resolved
 
-    def _activity_message(self, workflow_id: str, seq: int, details: dict[str, JSONValue], *, attempt: int) -> Message:
+    def _activity_message(
+        self, workflow_id: str, run: int, seq: int, details: dict[str, JSONValue], *, attempt: int
+    ) -> Message:
         queue = details.get("task_queue") or self.task_queue
         return Message(
             stream=rec.activity_stream(str(queue)),
             body={
                 "workflow_id": workflow_id,
+                "run": run,
                 "seq": seq,
                 "name": details.get("name"),
                 "args": details.get("args"),
@@ -307,7 +312,7 @@ class Worker:
             headers=headers_for(),
         )
 
-    async def _side_effect(self, workflow_id: str, seq: int, kind: str, cmd: dict[str, JSONValue]) -> bool:
+    async def _side_effect(self, workflow_id: str, run: int, seq: int, kind: str, cmd: dict[str, JSONValue]) -> bool:
         """The idempotent effects of a dispatched call; True when its outcome is already recorded."""
         job_key = rec.job_id(workflow_id)
         store = self.connection.store
@@ -316,14 +321,19 @@ class Worker:
         if kind == "sleep":
             seconds = float(cmd.get("seconds", 0.0))  # type: ignore[arg-type]
             if seconds <= 0:
-                return await self._record(job_key, seq, rec.ok(0.0, "sleep"))
+                return await self._record(job_key, run, seq, rec.ok(0.0, "sleep"))
             due = float(cmd.get("due", time.time()))  # type: ignore[arg-type]
             await self.engine.scheduler.schedule(
                 Timer(
-                    timer_id=f"{job_key}:s{seq}",
+                    timer_id=f"{job_key}:{run}:s{seq}",
                     due=datetime.fromtimestamp(due, UTC),
                     message=rec.run_message(
-                        self.task_queue, workflow_id, "event", seq=seq, outcome={"ok": True, "value": seconds, "kind": "sleep"}
+                        self.task_queue,
+                        workflow_id,
+                        "event",
+                        run=run,
+                        seq=seq,
+                        outcome={"ok": True, "value": seconds, "kind": "sleep"},
                     ),
                 )
             )
@@ -332,32 +342,35 @@ class Worker:
             signal_id = str(cmd.get("signal_id"))
             waiter = Waiter(
                 job_id=job_key,
-                step=str(seq),
-                message=rec.run_message(self.task_queue, workflow_id, "signal", seq=seq, signal_id=signal_id),
+                step=f"{run}:{seq}",
+                message=rec.run_message(self.task_queue, workflow_id, "signal", run=run, seq=seq, signal_id=signal_id),
             )
             if await store.add_waiter(signal_id, waiter) is None:
                 return False
-            signal = await store.consume_signal(signal_id, job_id=job_key, step=str(seq))
+            signal = await store.consume_signal(signal_id, job_id=job_key, step=f"{run}:{seq}")
             if signal is None:
                 return False
-            return await self._record(job_key, seq, rec.ok(signal.data, "signal"))
+            return await self._record(job_key, run, seq, rec.ok(signal.data, "signal"))
         if kind == "emit":
-            await deliver_signal(self.connection, str(cmd.get("signal_id")), cmd.get("data"), delivery_id=f"{job_key}:{seq}")
-            return await self._record(job_key, seq, rec.ok(None, "emit"))
+            await deliver_signal(
+                self.connection, str(cmd.get("signal_id")), cmd.get("data"), delivery_id=f"{job_key}:{run}:{seq}"
+            )
+            return await self._record(job_key, run, seq, rec.ok(None, "emit"))
         if kind in ("child", "start_child"):
-            return await self._start_child(workflow_id, seq, kind, cmd)
+            return await self._start_child(workflow_id, run, seq, kind, cmd)
         if kind == "interrupt":
             target = str(cmd.get("workflow_id"))
             done = await interrupt_workflow(self.engine, target, missing_ok=True)
-            return await self._record(job_key, seq, rec.ok(done, "interrupt"))
+            return await self._record(job_key, run, seq, rec.ok(done, "interrupt"))
         raise ValidationError(f"unknown durable call type {kind!r}")
 
-    async def _start_child(self, workflow_id: str, seq: int, kind: str, cmd: dict[str, JSONValue]) -> bool:
+    async def _start_child(self, workflow_id: str, run: int, seq: int, kind: str, cmd: dict[str, JSONValue]) -> bool:
         job_key = rec.job_id(workflow_id)
         child_id = str(cmd.get("workflow_id"))
         queue = str(cmd.get("task_queue") or self.task_queue)
         parent: dict[str, JSONValue] = {
             "workflow_id": workflow_id,
+            "run": run,
             "seq": seq,
             "task_queue": self.task_queue,
             "wait": kind == "child",
@@ -377,9 +390,9 @@ class Worker:
                 error = rec.describe_exception(
                     DuplicateWorkflowError(f"child workflow id {child_id!r} is already used by another workflow")
                 )
-                return await self._record(job_key, seq, rec.failed(error, "child"))
+                return await self._record(job_key, run, seq, rec.failed(error, "child"))
         if kind == "start_child":
-            return await self._record(job_key, seq, rec.ok(child_id, "start_child"))
+            return await self._record(job_key, run, seq, rec.ok(child_id, "start_child"))
         return False
 
     async def _finish(self, workflow_id: str, job: dict[str, JSONValue], outcome: Outcome, gen: JSONValue) -> bool:
@@ -441,13 +454,14 @@ class Worker:
         workflow_id = str(body.get("workflow_id"))
         job_key = rec.job_id(workflow_id)
         seq = int(body.get("seq") or 0)  # type: ignore[arg-type]
+        run = int(body.get("run") or 1)  # type: ignore[arg-type]
         name = str(body.get("name"))
         attempt = int(body.get("attempt") or 1)  # type: ignore[arg-type]
         reply_queue = str(body.get("reply_queue") or self.task_queue)
         store = self.connection.store
         if delivery.delivery_count > 1:  # redelivered: the outcome may already be written
-            fields = await store.get_job(job_key, ["status", f"h:{seq}"])
-            if fields is None or fields.get("status") != rec.RUNNING or f"h:{seq}" in fields:
+            fields = await store.get_job(job_key, ["status", "run", f"h:{seq}"])
+            if fields is None or fields.get("status") != rec.RUNNING or fields.get("run") != run or f"h:{seq}" in fields:
                 return
         fn = find_activity(name)
         if fn is None:
@@ -457,7 +471,7 @@ class Worker:
         raw_args = body.get("args")
         args = list(raw_args) if isinstance(raw_args, list) else []
         timeout = body.get("timeout")
-        info = ActivityInfo(workflow_id, name, seq, attempt, f"{workflow_id}:{seq}")
+        info = ActivityInfo(workflow_id, name, seq, attempt, f"{workflow_id}:{run}:{seq}")
         token = CURRENT_ACTIVITY.set(info)
         try:
             value = await asyncio.wait_for(
@@ -467,16 +481,16 @@ class Worker:
         except Exception as exc:
             if isinstance(exc, TimeoutError) and not isinstance(exc, HotMeshError):
                 exc = TimeoutError(f"activity {name!r} exceeded its start_to_close_timeout of {timeout}s")
-            await self._activity_failed(workflow_id, seq, attempt, body, reply_queue, rec.describe_exception(exc))
+            await self._activity_failed(workflow_id, run, seq, attempt, body, reply_queue, rec.describe_exception(exc))
             return
         finally:
             CURRENT_ACTIVITY.reset(token)
         await self.engine.transition(
             Transition(
                 job_key,
-                f"h:{seq}",
+                f"h:{run}:{seq}",
                 set={f"h:{seq}": rec.ok(value, "activity")},
-                require={"status": rec.RUNNING},
+                require={"status": rec.RUNNING, "run": run},
                 messages=(rec.run_message(reply_queue, workflow_id),),
             )
         )
@@ -484,6 +498,7 @@ class Worker:
     async def _activity_failed(
         self,
         workflow_id: str,
+        run: int,
         seq: int,
         attempt: int,
         body: Any,
@@ -497,15 +512,20 @@ class Worker:
             await self.engine.transition(
                 Transition(
                     job_key,
-                    f"h:{seq}",
+                    f"h:{run}:{seq}",
                     set={f"h:{seq}": rec.failed(error, "activity"), f"e:{seq}:{attempt}": error},
-                    require={"status": rec.RUNNING},
+                    require={"status": rec.RUNNING, "run": run},
                     messages=(rec.run_message(reply_queue, workflow_id),),
                 )
             )
             return
         result = await self.engine.transition(
-            Transition(job_key, f"e:{seq}:{attempt}", set={f"e:{seq}:{attempt}": error}, require={"status": rec.RUNNING})
+            Transition(
+                job_key,
+                f"e:{run}:{seq}:{attempt}",
+                set={f"e:{seq}:{attempt}": error},
+                require={"status": rec.RUNNING, "run": run},
+            )
         )
         if result.status is TransitionStatus.REJECTED:
             return
@@ -514,7 +534,7 @@ class Worker:
         retry_body["attempt"] = attempt + 1
         await self.engine.scheduler.schedule(
             Timer(
-                timer_id=f"{job_key}:a{seq}:{attempt + 1}",
+                timer_id=f"{job_key}:{run}:a{seq}:{attempt + 1}",
                 due=due.astimezone(UTC) if due.tzinfo else due.replace(tzinfo=UTC),
                 message=Message(stream=rec.activity_stream(self.task_queue), body=retry_body, headers=headers_for()),
             )
@@ -524,13 +544,14 @@ class Worker:
         body = delivery.message.body
         workflow_id = str(body.get("workflow_id"))
         seq = int(body.get("seq") or 0)  # type: ignore[arg-type]
+        run = int(body.get("run") or 1)  # type: ignore[arg-type]
         reply_queue = str(body.get("reply_queue") or self.task_queue)
         await self.engine.transition(
             Transition(
                 rec.job_id(workflow_id),
-                f"h:{seq}",
+                f"h:{run}:{seq}",
                 set={f"h:{seq}": rec.failed(rec.describe_exception(exc), "activity")},
-                require={"status": rec.RUNNING},
+                require={"status": rec.RUNNING, "run": run},
                 messages=(rec.run_message(reply_queue, workflow_id),),
             )
         )
@@ -592,7 +613,12 @@ def _parent_messages(job: dict[str, JSONValue], fields: dict[str, JSONValue]) ->
     )
     return [
         rec.run_message(
-            str(parent.get("task_queue")), str(parent.get("workflow_id")), "event", seq=parent.get("seq"), outcome=outcome
+            str(parent.get("task_queue")),
+            str(parent.get("workflow_id")),
+            "event",
+            run=parent.get("run", 1),
+            seq=parent.get("seq"),
+            outcome=outcome,
         )
     ]
 
@@ -642,14 +668,15 @@ async def _end(engine: Engine, workflow_id: str, status: str, error: dict[str, J
     )
     if result.status is not TransitionStatus.APPLIED:
         return False
+    run = job.get("run", 1)
     for key, record in job.items():  # release what it was waiting on
         if not (key.startswith("d:") and isinstance(record, dict)) or f"h:{key[2:]}" in job:
             continue
         if record.get("type") == "sleep":
-            await store.cancel_timer(f"{job_key}:s{key[2:]}")
+            await store.cancel_timer(f"{job_key}:{run}:s{key[2:]}")
         elif record.get("type") == "signal":
             cmd = record.get("cmd")
             if isinstance(cmd, dict):
-                await store.remove_waiter(str(cmd.get("signal_id")), job_id=job_key, step=key[2:])
+                await store.remove_waiter(str(cmd.get("signal_id")), job_id=job_key, step=f"{run}:{key[2:]}")
     await engine.connection.sub.publish(rec.result_topic(workflow_id), _announcement(fields))
     return True

@@ -14,7 +14,7 @@ import inspect
 import types
 import uuid as _uuid
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from hotmesh.engine.durations import Duration, parse_duration
@@ -202,7 +202,8 @@ def _child_details(
     return {
         "workflow_name": name,
         "args": child_args,
-        "workflow_id": workflow_id or f"{state.workflow_id}-{name}-{state.seq + 1}",
+        "workflow_id": workflow_id
+        or (f"{state.workflow_id}-{name}-{state.seq + 1}" if state.run == 1 else f"{state.workflow_id}-{name}-{state.run}.{state.seq + 1}"),
         "task_queue": task_queue or state.task_queue,
         "wait": wait,
     }
@@ -244,7 +245,3 @@ def uuid() -> str:
     """A deterministic UUID4 string: the same sequence on every replay."""
     rng = current_state("uuid").random
     return str(_uuid.UUID(int=rng.getrandbits(128), version=4))
-
-
-def _seconds(value: timedelta) -> float:
-    return value.total_seconds()

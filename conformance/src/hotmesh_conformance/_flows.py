@@ -1,0 +1,206 @@
+"""Workflows and activities the MeshFlow suite runs (importable by the kit's worker processes).
+
+``run_shape`` interprets a generated workflow *shape* (sequences, gathers, children, signals,
+sleeps, flaky activities) with durable calls; ``evaluate`` computes the same shape directly in
+process. Replay is correct when the two agree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from datetime import timedelta
+from typing import Any
+
+from hotmesh import RetryPolicy, workflow
+from hotmesh.meshflow import activity_info
+
+LEDGER_ENV = "HOTMESH_KIT_LEDGER"
+"""When set, activities append ``<pid> <name> <key> <attempt>`` lines to this file (fsynced)."""
+
+
+def _ledger(name: str, key: str, attempt: int) -> None:
+    path = os.environ.get(LEDGER_ENV)
+    if path:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(f"{os.getpid()} {name} {key} {attempt}\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+class Fatal(Exception):
+    """Declared non-retryable by the suite's retry policy."""
+
+
+async def double(x: int) -> int:
+    info = activity_info()
+    _ledger("double", info.idempotency_key, info.attempt)
+    return 2 * x + 1
+
+
+def flaky(x: int, fails: int) -> int:
+    """Fails its first ``fails`` attempts, then succeeds (a plain function: runs in a thread)."""
+    info = activity_info()
+    _ledger("flaky", info.idempotency_key, info.attempt)
+    if info.attempt <= fails:
+        raise RuntimeError(f"flaky({x}) attempt {info.attempt} fails on purpose")
+    return 2 * x + 1
+
+
+async def always_fails(x: int) -> int:
+    raise ValueError(f"always_fails({x})")
+
+
+async def fatal(x: int) -> int:
+    raise Fatal(f"fatal({x})")
+
+
+async def slow(seconds: float, marker: str) -> str:
+    """Runs for ``seconds`` (long enough for a test to kill the process running it)."""
+    info = activity_info()
+    _ledger("slow", info.idempotency_key, info.attempt)
+    await asyncio.sleep(seconds)
+    return marker
+
+
+acts = workflow.proxy_activities(
+    [double, flaky, always_fails, fatal, slow],
+    retry=RetryPolicy(
+        max_attempts=4,
+        initial_interval=timedelta(milliseconds=50),
+        maximum_interval=timedelta(milliseconds=200),
+        non_retryable_error_types=("Fatal",),
+    ),
+    start_to_close_timeout=60,
+)
+
+
+async def run_shape(shape: list[Any]) -> list[Any]:
+    """Interpret ``shape`` with durable calls."""
+    out: list[Any] = []
+    for step in shape:
+        kind = step[0]
+        if kind == "act":
+            out.append(await acts.double(step[1]))
+        elif kind == "flaky":
+            out.append(await acts.flaky(step[1], step[2]))
+        elif kind == "gather":
+            out.append(list(await asyncio.gather(*(acts.double(x) for x in step[1]))))
+        elif kind == "sleep":
+            out.append(await workflow.sleep_for(step[1]))
+        elif kind == "signal":
+            out.append(await workflow.wait_for(step[1]))
+        elif kind == "signals":
+            out.append(list(await asyncio.gather(*(workflow.wait_for(s) for s in step[1]))))
+        elif kind == "child":
+            out.append(await workflow.exec_child(run_shape, args=[step[1]]))
+        else:
+            raise ValueError(f"unknown step {step!r}")
+    return out
+
+
+def evaluate(shape: list[Any], signals: dict[str, Any]) -> list[Any]:
+    """The same shape computed directly (what replay must reproduce)."""
+    out: list[Any] = []
+    for step in shape:
+        kind = step[0]
+        if kind in ("act", "flaky"):
+            out.append(2 * step[1] + 1)
+        elif kind == "gather":
+            out.append([2 * x + 1 for x in step[1]])
+        elif kind == "sleep":
+            out.append(float(step[1]))
+        elif kind == "signal":
+            out.append(signals[step[1]])
+        elif kind == "signals":
+            out.append([signals[s] for s in step[1]])
+        elif kind == "child":
+            out.append(evaluate(step[1], signals))
+    return out
+
+
+def signal_ids(shape: list[Any]) -> list[str]:
+    """Every signal id a shape waits for (children included)."""
+    found: list[str] = []
+    for step in shape:
+        if step[0] == "signal":
+            found.append(step[1])
+        elif step[0] == "signals":
+            found.extend(step[1])
+        elif step[0] == "child":
+            found.extend(signal_ids(step[1]))
+    return found
+
+
+async def one_slow_call(seconds: float) -> str:
+    """One activity long enough to be killed mid-way, then a second step."""
+    first = await acts.slow(seconds, "slow-done")
+    second = await acts.double(20)
+    return f"{first}:{second}"
+
+
+async def sleeper(seconds: float) -> float:
+    return await workflow.sleep_for(seconds)
+
+
+async def waiter(signal_id: str) -> Any:
+    return await workflow.wait_for(signal_id)
+
+
+async def failing() -> int:
+    return await acts.always_fails(1)
+
+
+async def fatal_flow() -> int:
+    return await acts.fatal(1)
+
+
+async def counter(n: int, limit: int) -> int:
+    """Continues as new until ``n`` reaches ``limit`` (bounded history per run)."""
+    await acts.double(n)
+    if n < limit:
+        workflow.continue_as_new(n + 1, limit)
+    return n
+
+
+async def uses_asyncio_sleep() -> None:
+    await asyncio.sleep(1)
+
+
+async def opens_a_file() -> str:
+    with open(os.devnull, encoding="utf-8") as handle:  # noqa: ASYNC230 - the sandbox must refuse this
+        return handle.read()
+
+
+async def deterministic() -> list[Any]:
+    """random/uuid/now must be identical on every replay: recorded around a durable call."""
+    before = [workflow.random(), workflow.uuid(), workflow.now().isoformat()]
+    await acts.double(1)
+    return [before, [workflow.random(), workflow.uuid()], workflow.get_context().replaying]
+
+
+CHANGING = {"first": "double"}
+"""Which activity ``changing`` calls first: a test flips it to simulate a code change."""
+
+
+async def changing() -> Any:
+    if CHANGING["first"] == "double":
+        await acts.double(1)
+    else:
+        await acts.flaky(1, 0)
+    return await workflow.wait_for(str(workflow.get_context().workflow_id) + "-go")
+
+
+async def signals_emitter(target_signal: str) -> bool:
+    await workflow.signal(target_signal, {"from": workflow.get_context().workflow_id})
+    return True
+
+
+async def parent_of_starter(child_id: str) -> str:
+    return await workflow.start_child(sleeper, args=[0.0], workflow_id=child_id)
+
+
+ALL = [
+    run_shape, one_slow_call, sleeper, waiter, failing, fatal_flow, counter, uses_asyncio_sleep,
+    opens_a_file, deterministic, changing, signals_emitter, parent_of_starter,
+]  # fmt: skip
