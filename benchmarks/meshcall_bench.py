@@ -84,7 +84,7 @@ class Settings:
     warmup: int = 50
     concurrency: int = 50
     throughput_calls: int = 3000
-    throughput_seconds: float = 10.0
+    throughput_seconds: float = 8.0
     count_calls: int = 100
     repeat: int = 3
     time_cap: float = 20.0
@@ -135,30 +135,55 @@ def _unwrap(value: Any) -> Any:
     return value._target if isinstance(value, (CountingProxy, CountingSubscription)) else value
 
 
+class Tally:
+    """Calls and seconds spent per (method, kind): the kind is op, wait or background."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[tuple[str, str]] = Counter()
+        self.seconds: dict[tuple[str, str], float] = {}
+
+    def add(self, name: str, kind: str, seconds: float) -> None:
+        """Record one call."""
+        key = (name, kind)
+        self.counts[key] += 1
+        self.seconds[key] = self.seconds.get(key, 0.0) + seconds
+
+    def snapshot(self) -> tuple[Counter[tuple[str, str]], dict[tuple[str, str], float]]:
+        """Copies, to subtract later."""
+        return Counter(self.counts), dict(self.seconds)
+
+
 class CountingSubscription:
     """Wraps a Subscription: ``get`` is a wait (a local queue on most backends), ``aclose`` an op."""
 
-    def __init__(self, target: Any, counter: Counter[tuple[str, str]]) -> None:
+    def __init__(self, target: Any, tally: Tally) -> None:
         self._target = target
-        self._counter = counter
+        self._tally = tally
 
     def __aiter__(self) -> AsyncIterator[Any]:
         return self._target.__aiter__()  # type: ignore[no-any-return]
 
     async def get(self, timeout: float | None = None) -> Any:
         """Counted as ``sub.subscription.get`` under wait (or background)."""
-        kind = _task_kind()
-        self._counter[("sub.subscription.get", BACKGROUND if kind == BACKGROUND else WAIT)] += 1
-        return await self._target.get(timeout)
+        kind = BACKGROUND if _task_kind() == BACKGROUND else WAIT
+        start = time.perf_counter()
+        try:
+            return await self._target.get(timeout)
+        finally:
+            self._tally.add("sub.subscription.get", kind, time.perf_counter() - start)
 
     async def aclose(self) -> None:
         """Counted as ``sub.subscription.aclose``."""
-        self._counter[("sub.subscription.aclose", _task_kind())] += 1
-        await self._target.aclose()
+        kind = _task_kind()
+        start = time.perf_counter()
+        try:
+            await self._target.aclose()
+        finally:
+            self._tally.add("sub.subscription.aclose", kind, time.perf_counter() - start)
 
 
 class CountingProxy:
-    """Forwards every attribute of a provider; counts each async method call by name.
+    """Forwards every attribute of a provider; counts and times each async method call by name.
 
     Blocking reads (``stream.read`` with ``block`` > 0) are counted as *wait* operations, split
     into those that returned work and those that timed out empty (idle). Calls made by the
@@ -166,10 +191,10 @@ class CountingProxy:
     store) are unwrapped so that ``can_publish_to`` still recognises its own stream.
     """
 
-    def __init__(self, target: Any, role: str, counter: Counter[tuple[str, str]]) -> None:
+    def __init__(self, target: Any, role: str, tally: Tally) -> None:
         self._target = target
         self._role = role
-        self._counter = counter
+        self._tally = tally
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._target, name)
@@ -191,13 +216,16 @@ class CountingProxy:
                 and isinstance(args[0], ReadRequest)
                 and args[0].block.total_seconds() > 0
             )
+            start = time.perf_counter()
             result = await attr(*(_unwrap(a) for a in args), **{k: _unwrap(v) for k, v in kwargs.items()})
+            elapsed = time.perf_counter() - start
             if blocking:
-                self._counter[(f"{key} (block, got work)" if result else f"{key} (block, idle timeout)", WAIT)] += 1
+                label = f"{key} (block, got work)" if result else f"{key} (block, idle timeout)"
+                self._tally.add(label, WAIT, elapsed)
             else:
-                self._counter[(key, kind if kind != WAIT else OP)] += 1
+                self._tally.add(key, kind if kind != WAIT else OP, elapsed)
             if name == "subscribe":
-                return CountingSubscription(result, self._counter)
+                return CountingSubscription(result, self._tally)
             return result
 
         return counted
@@ -293,7 +321,7 @@ def side(name: str) -> Iterator[None]:
 
 
 async def _proxied_connection(
-    config: HotMeshConfig, counter: Counter[tuple[str, str]]
+    config: HotMeshConfig, tally: Tally
 ) -> tuple[Connection, list[Any]]:
     """A Connection whose store, stream and sub are counting proxies around opened providers."""
     registry = default_registry()
@@ -305,7 +333,7 @@ async def _proxied_connection(
         )
         await provider.open()
         opened.append(provider)
-        proxies[role] = CountingProxy(provider, role.value, counter)
+        proxies[role] = CountingProxy(provider, role.value, tally)
     connection = Connection(
         config,
         store=proxies[Role.STORE],  # type: ignore[arg-type]
@@ -324,26 +352,25 @@ async def count_round_trips(url: str, namespace: str, settings: Settings) -> dic
     warm-up and end after a short settle (the worker acks after the caller already returned).
     """
     config = HotMeshConfig(url=url, namespace=namespace)
-    caller_counts: Counter[tuple[str, str]] = Counter()
-    worker_counts: Counter[tuple[str, str]] = Counter()
+    caller_tally, worker_tally = Tally(), Tally()
     wire = WireCounter()
     wire.install(urlsplit(url).scheme.lower())
     opened: list[Any] = []
     connections: list[Connection] = []
     try:
         with side("worker"):
-            worker_conn, worker_opened = await _proxied_connection(config, worker_counts)
+            worker_conn, worker_opened = await _proxied_connection(config, worker_tally)
             connections.append(worker_conn)
             opened += worker_opened
             await MeshCall.connect(TOPIC_COUNT, echo, connection=worker_conn, concurrency=10)
         with side("caller"):
-            caller_conn, caller_opened = await _proxied_connection(config, caller_counts)
+            caller_conn, caller_opened = await _proxied_connection(config, caller_tally)
             connections.append(caller_conn)
             opened += caller_opened
             for i in range(max(3, settings.warmup // 5)):
                 await MeshCall.exec(TOPIC_COUNT, [i], connection=caller_conn)
             await asyncio.sleep(0.2)
-            before = (Counter(caller_counts), Counter(worker_counts), Counter(wire.counts))
+            before = (caller_tally.snapshot(), worker_tally.snapshot(), Counter(wire.counts))
             started = time.perf_counter()
             for i in range(settings.count_calls):
                 result = await MeshCall.exec(TOPIC_COUNT, [i], connection=caller_conn)
@@ -351,7 +378,7 @@ async def count_round_trips(url: str, namespace: str, settings: Settings) -> dic
                     raise RuntimeError(f"exec returned {result!r}, expected {i!r}")
             elapsed = time.perf_counter() - started
             await asyncio.sleep(0.3)  # let the last ack land
-            after = (Counter(caller_counts), Counter(worker_counts), Counter(wire.counts))
+            after = (caller_tally.snapshot(), worker_tally.snapshot(), Counter(wire.counts))
     finally:
         wire.restore()
         await MeshCall.shutdown(grace=2.0)
@@ -362,12 +389,21 @@ async def count_round_trips(url: str, namespace: str, settings: Settings) -> dic
                 await provider.aclose()
     n = settings.count_calls
 
-    def split(delta: Counter[tuple[str, str]]) -> dict[str, dict[str, float]]:
-        out: dict[str, dict[str, float]] = {OP: {}, WAIT: {}, BACKGROUND: {}}
+    def split(
+        delta: Counter[tuple[str, str]], seconds: dict[tuple[str, str], float] | None = None
+    ) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {OP: {}, WAIT: {}, BACKGROUND: {}, "ms": {}}
         for (name, kind), value in sorted(delta.items()):
             out[kind][name] = round(value / n, 3)
+            if seconds is not None and "(block," not in name:  # a blocked read's time is mostly idle
+                out["ms"][f"{kind}:{name}"] = round(seconds.get((name, kind), 0.0) / n * 1000, 3)
         out["total_ops"] = {"round trips": round(sum(out[OP].values()), 3)}
         return out
+
+    def provider_side(now: tuple[Counter[tuple[str, str]], dict[tuple[str, str], float]],
+                      then: tuple[Counter[tuple[str, str]], dict[tuple[str, str], float]]) -> dict[str, Any]:
+        seconds = {k: v - then[1].get(k, 0.0) for k, v in now[1].items()}
+        return split(now[0] - then[0], seconds)
 
     wire_delta = after[2] - before[2]
     wire_sides = {}
@@ -378,8 +414,8 @@ async def count_round_trips(url: str, namespace: str, settings: Settings) -> dic
     return {
         "calls": n,
         "seconds": elapsed,
-        "caller": split(after[0] - before[0]),
-        "worker": split(after[1] - before[1]),
+        "caller": provider_side(after[0], before[0]),
+        "worker": provider_side(after[1], before[1]),
         "wire": wire_sides if wire_delta else None,
     }
 
@@ -652,7 +688,7 @@ def format_report(results: Sequence[BackendResult], floors: dict[str, dict[str, 
         if not r.round_trips:
             continue
         lines.append(f"-- {r.url}   ({r.round_trips['calls']} sequential calls, worker in-process)")
-        lines.append(f"   {'':<9}{'':<12}{'':<48} {'caller':>7} {'worker':>7}")
+        lines.append(f"   {'':<9}{'':<12}{'':<48} {'caller':>7} {'worker':>7} {'caller ms':>10} {'worker ms':>10}")
         for source, sides in (("provider", r.round_trips), ("wire", r.round_trips.get("wire"))):
             if not sides:
                 continue
@@ -660,7 +696,11 @@ def format_report(results: Sequence[BackendResult], floors: dict[str, dict[str, 
                 names = sorted(set(sides["caller"][kind]) | set(sides["worker"][kind]))
                 for name in names:
                     c, w = sides["caller"][kind].get(name), sides["worker"][kind].get(name)
-                    lines.append(f"   {source:<9}{kind:<12}{name:<48} {_fmt(c):>7} {_fmt(w):>7}")
+                    cm = sides["caller"]["ms"].get(f"{kind}:{name}")
+                    wm = sides["worker"]["ms"].get(f"{kind}:{name}")
+                    lines.append(
+                        f"   {source:<9}{kind:<12}{name:<48} {_fmt(c):>7} {_fmt(w):>7} {_fmt(cm, 3):>10} {_fmt(wm, 3):>10}"
+                    )
             c_total = sides["caller"]["total_ops"]["round trips"]
             w_total = sides["worker"]["total_ops"]["round trips"]
             lines.append(f"   {source:<9}{'total op':<12}{'':<48} {_fmt(c_total):>7} {_fmt(w_total):>7}")
