@@ -143,6 +143,11 @@ async def sleeper(seconds: float) -> float:
     return await workflow.sleep_for(seconds)
 
 
+async def sleep_until(due: float) -> float:
+    """Sleep until the epoch time ``due`` (workflow time is deterministic: replays agree)."""
+    return await workflow.sleep_for(max(0.0, due - workflow.now().timestamp()))
+
+
 async def waiter(signal_id: str) -> Any:
     return await workflow.wait_for(signal_id)
 
@@ -201,6 +206,6 @@ async def parent_of_starter(child_id: str) -> str:
 
 
 ALL = [
-    run_shape, one_slow_call, sleeper, waiter, failing, fatal_flow, counter, uses_asyncio_sleep,
+    run_shape, one_slow_call, sleeper, sleep_until, waiter, failing, fatal_flow, counter, uses_asyncio_sleep,
     opens_a_file, deterministic, changing, signals_emitter, parent_of_starter,
 ]  # fmt: skip

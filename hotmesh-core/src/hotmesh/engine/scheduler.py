@@ -66,8 +66,9 @@ class Scheduler:
         """Claim and fire due timers once; return how many fired."""
         fired = 0
         claimed = await self.store.claim_due_timers(limit=self.batch, lease=self.lease)
+        if claimed:  # one publish for the batch (at least once: completed only after it)
+            await self.stream.publish([claim.timer.message for claim in claimed])
         for claim in claimed:
-            await self.stream.publish([claim.timer.message])
             await self.store.complete_timer(claim)
             fired += 1
         return fired
