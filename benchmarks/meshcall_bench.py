@@ -730,7 +730,7 @@ async def run(urls: Sequence[str], settings: Settings, *, floors_n: int) -> dict
     return {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "python": platform.python_version(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cpus, load {os.getloadavg()}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cpus, load {tuple(round(x, 2) for x in os.getloadavg())}",
         "settings": asdict(settings),
         "floors": floors,
         "results": [asdict(r) for r in results],
