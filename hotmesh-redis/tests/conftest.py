@@ -52,6 +52,14 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
+FULL_KIT_ENV = "HOTMESH_REDIS_FULL_KIT"
+
+
+def full_kit() -> bool:
+    """HOTMESH_REDIS_FULL_KIT=1: also run the slow whole-kit variants on the private servers."""
+    return os.environ.get(FULL_KIT_ENV) == "1"
+
+
 def unavailable(reason: str, *, required: bool | None = None) -> NoReturn:
     """Skip locally; fail under CI=true, where a silent skip would hide a missing install."""
     if in_ci() if required is None else required:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from hotmesh.errors import ConfigError, ProviderError
-from hotmesh.providers import Capability, Role, default_registry
+from hotmesh.providers import Capability, Message, Role, default_registry
 from hotmesh_redis import RedisStore, RedisStream, RedisSub
 from hotmesh_redis._config import RedisSettings
 
@@ -78,3 +80,24 @@ async def test_closed_provider_raises() -> None:
     await sub.aclose()
     with pytest.raises(ProviderError):
         await sub.publish("x", {})
+
+
+async def test_more_concurrent_commands_than_pool_size_wait_for_a_connection() -> None:
+    """pool_size bounds connections, not callers: the rest wait instead of "Too many connections"."""
+    url = "redis://127.0.0.1:6379/0?pool_size=3"
+    async with RedisStore(url, namespace="t_pool") as store, RedisStream(url, namespace="t_pool") as stream:
+        jobs = await asyncio.gather(*(store.get_job(f"j{i}") for i in range(200)))
+        assert jobs == [None] * 200
+        await asyncio.gather(*(stream.publish([Message(f"s{i % 7}", {"i": i})]) for i in range(100)))
+        await stream.purge()
+
+
+async def test_subscriptions_are_not_bounded_by_pool_size() -> None:
+    """Each subscription holds a connection; MeshCall.exec makes one per call in flight."""
+    async with RedisSub("redis://127.0.0.1:6379/0?pool_size=2", namespace="t_pool") as sub:
+        subscriptions = [await sub.subscribe(f"topic{i}") for i in range(120)]
+        await sub.publish("topic119", {"n": 1})
+        got = await subscriptions[-1].get(5)
+        assert got is not None and got.payload == {"n": 1}
+        for subscription in subscriptions:
+            await subscription.aclose()

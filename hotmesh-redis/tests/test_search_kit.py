@@ -3,7 +3,6 @@ the whole kit there on request; the clear error on the shared server without the
 
 from __future__ import annotations
 
-import os
 import re
 
 import pytest
@@ -11,11 +10,10 @@ import pytest
 from hotmesh.errors import CapabilityNotSupportedError
 from hotmesh_redis.search import RedisSearch
 
-from .conftest import PrivateRedis, run_kit
+from .conftest import FULL_KIT_ENV, PrivateRedis, full_kit, run_kit
 
 pytestmark = pytest.mark.anyio
 
-FULL_KIT_ENV = "HOTMESH_REDIS_FULL_KIT"
 MIN_SEARCH_PASSED = 60
 """The search suite (test_search plus the provider rules for the search role) has ~80 tests; far
 fewer passing means the kit skipped them, e.g. because the query engine was not found."""
@@ -51,7 +49,7 @@ def test_kit_search_suite_on_redis_with_query_engine(search_redis: PrivateRedis)
 
 
 @pytest.mark.skipif(
-    os.environ.get(FULL_KIT_ENV) != "1",
+    not full_kit(),
     reason=f"the whole kit on Redis 8.2 takes ~50 s on top of CI's run on the shared Redis; set {FULL_KIT_ENV}=1",
 )
 def test_whole_kit_on_redis_with_query_engine(search_redis: PrivateRedis) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -10,7 +11,7 @@ from typing import Any, ClassVar, Self
 
 import redis.asyncio as aioredis
 import redis.exceptions as rexc
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 
 from hotmesh.errors import (
     ConfigError,
@@ -37,12 +38,51 @@ def check_namespace(namespace: str) -> str:
 
 
 def make_client(settings: RedisSettings, *, blocking: bool = False) -> Client:
-    """A client (not yet connected) for the settings; cluster URLs give a RedisCluster."""
+    """A client (not yet connected) for the settings; cluster URLs give a RedisCluster.
+
+    At most ``pool_size`` commands are in flight per client; more wait for a free connection
+    (up to ``socket_timeout``) instead of failing with redis-py's "Too many connections".
+    """
     kwargs = settings.client_kwargs(blocking=blocking)
+    wait = settings.options.socket_timeout
     if settings.cluster:
-        kwargs.pop("max_connections", None)
-        return RedisCluster(**kwargs)
-    return aioredis.Redis(**kwargs)
+        size = int(kwargs.pop("max_connections"))
+        # Headroom per node for the client's own topology commands, which bypass the bound.
+        return _BoundedCluster(in_flight=size, max_connections=size + 8, **kwargs)
+    # redis-py maps host/unix/TLS settings to a connection class and its arguments; keep that
+    # mapping and only swap the pool for one that waits when all connections are busy.
+    template = aioredis.Redis(**kwargs).connection_pool
+    pool = aioredis.BlockingConnectionPool(
+        connection_class=template.connection_class,
+        max_connections=template.max_connections,
+        timeout=wait,
+        **template.connection_kwargs,
+    )
+    return aioredis.Redis.from_pool(pool)
+
+
+class _BoundedCluster(RedisCluster):
+    """RedisCluster whose callers wait for one of ``in_flight`` slots (its node pools raise
+    MaxConnectionsError when exhausted instead of waiting)."""
+
+    def __init__(self, *, in_flight: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._in_flight = asyncio.Semaphore(in_flight)
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        async with self._in_flight:
+            return await super().execute_command(*args, **kwargs)
+
+    def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> ClusterPipeline:
+        pipe = super().pipeline(transaction, shard_hint)
+        execute = pipe.execute
+
+        async def bounded(*args: Any, **kwargs: Any) -> Any:
+            async with self._in_flight:
+                return await execute(*args, **kwargs)
+
+        pipe.execute = bounded  # type: ignore[method-assign]
+        return pipe
 
 
 class RedisProvider:

@@ -152,6 +152,10 @@ class RedisSub(RedisProvider):
 
     async def _on_open(self, client: Client) -> None:
         kwargs = self.settings.client_kwargs(blocking=True)
+        # Each subscription holds its connection for its lifetime: pool_size bounds commands in
+        # flight, not how many subscriptions a process may hold (MeshCall.exec makes one a call).
+        # (redis-py's pool would default to 100: the server's maxclients is the real bound.)
+        kwargs["max_connections"] = 2**31
         self._pubsub_client = aioredis.Redis(**kwargs)
 
     async def aclose(self) -> None:
