@@ -707,7 +707,12 @@ def format_report(results: Sequence[BackendResult], floors: dict[str, dict[str, 
     return "\n".join(lines)
 
 
-async def run(urls: Sequence[str], settings: Settings, *, floors_n: int) -> dict[str, Any]:
+def _code_location() -> str:
+    """Where the measured hotmesh package was imported from (a checkout or a snapshot)."""
+    return os.path.dirname(os.path.dirname(os.path.abspath(sys.modules[MeshCall.__module__].__file__ or "")))
+
+
+async def run(urls: Sequence[str], settings: Settings, *, floors_n: int, note: str = "") -> dict[str, Any]:
     """Floors, then every backend in turn; returns a JSON-ready dict."""
     cleanup: list[str] = []
     resolved = []
@@ -730,6 +735,8 @@ async def run(urls: Sequence[str], settings: Settings, *, floors_n: int) -> dict
     return {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "python": platform.python_version(),
+        "note": note,
+        "code": _code_location(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cpus, load {tuple(round(x, 2) for x in os.getloadavg())}",
         "settings": asdict(settings),
         "floors": floors,
@@ -746,6 +753,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, help="runs per measurement (median reported)")
     parser.add_argument("-n", type=int, help="sequential calls per latency run")
     parser.add_argument("--json", help="write all results to this file")
+    parser.add_argument("--note", default="", help="free text stored in the JSON (e.g. the commit measured)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--namespace", help=argparse.SUPPRESS)
     parser.add_argument("--topic", help=argparse.SUPPRESS)
@@ -760,7 +768,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.n is not None:
         settings = Settings(**{**asdict(settings), "n": args.n})
     started = time.perf_counter()
-    report = asyncio.run(run(args.url or list(DEFAULT_URLS), settings, floors_n=100 if args.quick else 500))
+    report = asyncio.run(run(args.url or list(DEFAULT_URLS), settings, floors_n=100 if args.quick else 500, note=args.note))
     results: list[BackendResult] = report.pop("_objects")
     print()
     print(f"date {report['date']}  python {report['python']}  {report['machine']}")

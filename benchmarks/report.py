@@ -39,6 +39,21 @@ def _median(values: Sequence[float | None]) -> float | None:
     return statistics.median(present) if present else None
 
 
+def _throughput(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Median calls/s over the runs without errors (a run that failed fast is no throughput)."""
+    clean = [t for t in runs if not t["errors"]] or list(runs)
+    failed = [t for t in runs if t["errors"]]
+    return {
+        "calls_per_s": _median([t["calls_per_s"] for t in clean]),
+        "p50_ms": _median([t["p50_ms"] for t in clean]),
+        "errors": (
+            f"{len(failed)}/{len(runs)} runs: {sum(sum(t['errors'].values()) for t in failed)} errors"
+            if failed
+            else "0"
+        ),
+    }
+
+
 def merge(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Median over every run of every report, per backend label; floors median per report."""
     backends: dict[str, dict[str, Any]] = {}
@@ -69,16 +84,8 @@ def merge(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "runs": len(entry["local"]),
             "remote": {k: _median([r[k] for r in entry["remote"]]) for k in ("p50_ms", "p99_ms")},
             "local": {k: _median([r[k] for r in entry["local"]]) for k in ("p50_ms", "p99_ms")},
-            "remote_tp": {
-                "calls_per_s": _median([t["calls_per_s"] for t in entry["remote_tp"]]),
-                "p50_ms": _median([t["p50_ms"] for t in entry["remote_tp"]]),
-                "errors": sum(sum(t["errors"].values()) for t in entry["remote_tp"]),
-            },
-            "local_tp": {
-                "calls_per_s": _median([t["calls_per_s"] for t in entry["local_tp"]]),
-                "p50_ms": _median([t["p50_ms"] for t in entry["local_tp"]]),
-                "errors": sum(sum(t["errors"].values()) for t in entry["local_tp"]),
-            },
+            "remote_tp": _throughput(entry["remote_tp"]),
+            "local_tp": _throughput(entry["local_tp"]),
             "floors": {k: {"what": v["what"], "p50_ms": _median(v["p50"])} for k, v in floors.items()},
             "round_trips": entry["round_trips"],
         }
@@ -170,8 +177,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for path in paths:
         with open(path, encoding="utf-8") as handle:
             reports.append(json.load(handle))
-    dates = ", ".join(sorted({re.sub(r"\+00:00$", " UTC", r["date"]) for r in reports}))
-    print(f"Runs: {dates}; Python {reports[0]['python']}; {reports[0]['machine']}\n")
+    runs = "; ".join(
+        f"{re.sub(r'[+]00:00$', ' UTC', r['date'])} ({r['machine']}{', ' + r['note'] if r.get('note') else ''})"
+        for r in reports
+    )
+    print(f"Python {reports[0]['python']}. Runs ended: {runs}\n")
     print(markdown(merge(reports)))
     return 0
 
