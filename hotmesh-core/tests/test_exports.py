@@ -20,3 +20,21 @@ def test_providers_exports_are_complete() -> None:
     assert {"Store", "Stream", "Sub", "Search", "Capability", "ProviderSpec", "hookimpl"} <= set(
         hotmesh.providers.__all__
     )
+
+
+def test_top_level_api_is_locked() -> None:
+    assert set(hotmesh.__all__) == {
+        "Connection",
+        "HotMeshConfig",
+        "MeshCall",
+        "MeshData",
+        "MeshFlow",
+        "RetryPolicy",
+        "__version__",
+        "connect",
+        "errors",
+        "load_config",
+        "workflow",
+    }
+    for name in hotmesh.__all__:
+        assert hasattr(hotmesh, name), name

@@ -16,6 +16,7 @@ from hotmesh.config import HotMeshConfig, load_config
 from hotmesh.connection import Connection, connect
 from hotmesh.engine.router import RetryPolicy
 from hotmesh.meshcall import MeshCall
+from hotmesh.meshdata import MeshData
 from hotmesh.meshflow import MeshFlow, workflow
 
 __version__ = "0.1.0"
@@ -24,6 +25,7 @@ __all__ = [
     "Connection",
     "HotMeshConfig",
     "MeshCall",
+    "MeshData",
     "MeshFlow",
     "RetryPolicy",
     "__version__",

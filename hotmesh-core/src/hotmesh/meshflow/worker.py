@@ -23,7 +23,7 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -34,11 +34,13 @@ from hotmesh.connection import Connection
 from hotmesh.engine.engine import Engine, headers_for, wait_for_shutdown_signal
 from hotmesh.engine.router import RetryPolicy
 from hotmesh.errors import (
+    CapabilityNotSupportedError,
     DuplicateWorkflowError,
     HotMeshError,
     InterruptedError,
     SerializationError,
     ValidationError,
+    WorkflowNotFoundError,
 )
 from hotmesh.meshflow import _records as rec
 from hotmesh.meshflow._activities import (
@@ -89,26 +91,31 @@ class Worker:
         *,
         connection: ConnectionLike = None,
         task_queue: str = "default",
-        workflow: WorkflowFunction | Iterable[WorkflowFunction],
+        workflow: WorkflowFunction | Iterable[WorkflowFunction] | Mapping[str, WorkflowFunction],
         activities: Iterable[Callable[..., Any]] = (),
         concurrency: int = 50,
         activity_concurrency: int = 50,
         workflow_visibility_timeout: float = 60.0,
         activity_visibility_timeout: float = 300.0,
     ) -> Worker:
-        """Register ``workflow`` (one function or several) on ``task_queue`` and start serving.
+        """Register ``workflow`` (one function, several, or a name -> function mapping) on
+        ``task_queue`` and start serving.
 
         Activities proxied by the workflows' modules (``workflow.proxy_activities``) are served
         too; ``activities`` registers more. ``activity_visibility_timeout`` is how long an
         activity taken by a process that died stays invisible before another worker runs it.
         """
         queue = rec.check_queue(task_queue)
-        functions = [workflow] if callable(workflow) else list(workflow)
+        if isinstance(workflow, Mapping):
+            named = list(workflow.items())
+        else:
+            functions = [workflow] if callable(workflow) else list(workflow)
+            named = [(getattr(fn, "__name__", repr(fn)), fn) for fn in functions]
         registered: dict[str, WorkflowFunction] = {}
-        for fn in functions:
+        for name, fn in named:
             if not inspect.iscoroutinefunction(fn):
                 raise ValidationError(f"workflow {fn!r} must be an 'async def' function")
-            registered[rec.check_workflow_name(fn.__name__)] = fn
+            registered[rec.check_workflow_name(name)] = fn
         if not registered:
             raise ValidationError("Worker.create needs at least one workflow function")
         for fn in activities:
@@ -164,6 +171,9 @@ class Worker:
         job = rec.job_id(workflow_id)
         kind = body.get("kind")
         seq, run = body.get("seq"), body.get("run", 1)
+        if kind == "expire":
+            await self._expire(workflow_id)
+            return
         if kind == "event" and isinstance(seq, int) and isinstance(run, int):
             outcome = body.get("outcome")
             if not await self._record(job, run, seq, outcome if isinstance(outcome, dict) else {}):
@@ -176,6 +186,17 @@ class Worker:
             if not await self._record(job, run, seq, rec.ok(signal.data, "signal")):
                 return
         await self._advance(workflow_id, delivery.id)
+
+    async def _expire(self, workflow_id: str) -> None:
+        """A finished record's ttl ran out: remove its search document, then the job."""
+        job_key = rec.job_id(workflow_id)
+        job = await self.connection.store.get_job(job_key, ["status", "search_index"])
+        if job is None or job.get("status") not in rec.FINAL:
+            return
+        index = job.get("search_index")
+        if isinstance(index, str):
+            await self.connection.search.delete(index, workflow_id)
+        await self.connection.store.delete_job(job_key)
 
     async def _record(self, job: str, run: int, seq: int, outcome: dict[str, JSONValue]) -> bool:
         """Write the outcome of call ``seq`` of run ``run`` once; False when that run is over."""
@@ -358,11 +379,25 @@ class Worker:
             return await self._record(job_key, run, seq, rec.ok(None, "emit"))
         if kind in ("child", "start_child"):
             return await self._start_child(workflow_id, run, seq, kind, cmd)
+        if kind == "search":
+            try:
+                value = await self._search_op(workflow_id, f"rec:{run}:{seq}", cmd)
+            except (ValidationError, CapabilityNotSupportedError, WorkflowNotFoundError) as exc:
+                return await self._record(job_key, run, seq, rec.failed(rec.describe_exception(exc), "search"))
+            return await self._record(job_key, run, seq, rec.ok(value, "search"))
         if kind == "interrupt":
             target = str(cmd.get("workflow_id"))
             done = await interrupt_workflow(self.engine, target, missing_ok=True)
             return await self._record(job_key, run, seq, rec.ok(done, "interrupt"))
         raise ValidationError(f"unknown durable call type {kind!r}")
+
+    async def _search_op(self, workflow_id: str, step: str, cmd: dict[str, JSONValue]) -> JSONValue:
+        """MeshData record operations from inside a workflow (each one a durable call).
+
+        The job holds the record (fields ``r.<name>``, the source of truth; increments are
+        atomic there); the search document is its index, written after the store.
+        """
+        return await record_operation(self.engine, workflow_id, step, cmd)
 
     async def _start_child(self, workflow_id: str, run: int, seq: int, kind: str, cmd: dict[str, JSONValue]) -> bool:
         job_key = rec.job_id(workflow_id)
@@ -441,6 +476,15 @@ class Worker:
         if result.status is TransitionStatus.REJECTED:
             return False
         await self.connection.sub.publish(rec.result_topic(workflow_id), _announcement(fields))
+        record_ttl = job.get("record_ttl")
+        if isinstance(record_ttl, (int, float)):
+            await self.engine.scheduler.schedule(
+                Timer(
+                    timer_id=f"{job_key}:expire",
+                    due=await self.connection.store.now() + timedelta(seconds=float(record_ttl)),
+                    message=rec.run_message(self.task_queue, workflow_id, "expire"),
+                )
+            )
         return True
 
     async def _workflow_task_dead(self, delivery: Delivery, exc: BaseException) -> None:
@@ -575,6 +619,7 @@ def new_workflow_job(
     args: JSONValue,
     parent: dict[str, JSONValue] | None = None,
     expire: float | None = None,
+    extra: Mapping[str, JSONValue] | None = None,
 ) -> NewJob:
     """The job of a new workflow and the message that starts it (created atomically)."""
     fields: dict[str, JSONValue] = {
@@ -590,6 +635,7 @@ def new_workflow_job(
         fields["parent"] = parent
     if expire is not None:
         fields["expire"] = expire
+    fields.update(extra or {})
     return NewJob(
         rec.job_id(workflow_id),
         fields,
@@ -638,8 +684,6 @@ async def fail_workflow(engine: Engine, workflow_id: str, error: dict[str, JSONV
 
 async def interrupt_workflow(engine: Engine, workflow_id: str, *, missing_ok: bool = False) -> bool:
     """Stop a running workflow wherever it is (sleeping, waiting, mid-activity); True if it ran."""
-    from hotmesh.errors import WorkflowNotFoundError
-
     error = rec.describe_exception(InterruptedError(f"workflow {workflow_id!r} was interrupted"))
     error["type"] = "hotmesh.errors.InterruptedError"
     exists = await engine.connection.store.get_job(rec.job_id(workflow_id), ["status"])
@@ -680,3 +724,54 @@ async def _end(engine: Engine, workflow_id: str, status: str, error: dict[str, J
                 await store.remove_waiter(str(cmd.get("signal_id")), job_id=job_key, step=f"{run}:{key[2:]}")
     await engine.connection.sub.publish(rec.result_topic(workflow_id), _announcement(fields))
     return True
+
+
+RECORD_PREFIX = "r."
+"""Job fields holding a MeshData record's data (the search document indexes them)."""
+
+
+async def record_operation(engine: Engine, workflow_id: str, step: str, cmd: Mapping[str, JSONValue]) -> JSONValue:
+    """Apply one record operation (set, get, incr, delete) to the job, then to its index.
+
+    ``step`` makes the store write idempotent, so a redelivered operation does not apply twice.
+    Raises WorkflowNotFoundError when the record's job does not exist.
+    """
+    store, search = engine.connection.store, engine.connection.search
+    job_key = rec.job_id(workflow_id)
+    index, op = str(cmd.get("index")), cmd.get("op")
+    fields = cmd.get("fields")
+    missing = WorkflowNotFoundError(f"no record {workflow_id!r} in {index!r} (it never existed, or it expired)")
+    if op == "get":
+        names = [str(n) for n in fields] if isinstance(fields, list) else None
+        job = await store.get_job(job_key, [RECORD_PREFIX + n for n in names] if names is not None else None)
+        if job is None:
+            raise missing
+        return {k[len(RECORD_PREFIX) :]: v for k, v in job.items() if k.startswith(RECORD_PREFIX)}
+    if op == "set" and isinstance(fields, dict):
+        result = await engine.transition(
+            Transition(job_key, step, set={RECORD_PREFIX + k: v for k, v in fields.items()})
+        )
+        if result.status is TransitionStatus.REJECTED:
+            raise missing
+        await search.upsert(index, workflow_id, fields)
+        return None
+    if op == "delete" and isinstance(fields, list):
+        names = [str(f) for f in fields]
+        result = await engine.transition(Transition(job_key, step, delete=tuple(RECORD_PREFIX + n for n in names)))
+        if result.status is TransitionStatus.REJECTED:
+            raise missing
+        await search.delete_fields(index, workflow_id, names)
+        return None
+    if op == "incr":
+        name, amount = str(cmd.get("field")), cmd.get("amount", 1)
+        if isinstance(amount, bool) or not isinstance(amount, (int, float)):
+            raise ValidationError(f"incr amount must be a number, got {amount!r}")
+        result = await engine.transition(
+            Transition(job_key, step, increment={RECORD_PREFIX + name: amount}, read=(RECORD_PREFIX + name,))
+        )
+        if result.status is TransitionStatus.REJECTED:
+            raise missing
+        value = result.fields.get(RECORD_PREFIX + name, 0)
+        await search.upsert(index, workflow_id, {name: value})
+        return value
+    raise ValidationError(f"unknown record operation {op!r}")
