@@ -307,15 +307,9 @@ class PostgresStore(PostgresProvider):
     ) -> list[Waiter]:
         """Buffer the signal (idempotent by delivery id); return current waiters (rule 13)."""
         check_json(data, "data")
-        q = self.names.qualified
-        query = sql.SQL(
-            "WITH ins AS (INSERT INTO {signals} (signal_id, delivery_id, data)"
-            " VALUES (%s, %s, %s::jsonb) ON CONFLICT DO NOTHING RETURNING 1)"
-            " SELECT w.job_id, w.step, w.message, (SELECT count(*) FROM ins)"
-            " FROM {waiters} w WHERE w.signal_id = %s ORDER BY w.seq"
-        ).format(signals=q("signals"), waiters=q("waiters"))
         rows = await self._fetchall(
-            query, (signal_id, delivery_id, dumps(data, "data"), signal_id)
+            sql.SQL("SELECT * FROM {}(%s, %s, %s::jsonb)").format(self.names.qualified("store_deliver_signal")),
+            (signal_id, delivery_id, dumps(data, "data")),
         )
         return [
             Waiter(
@@ -328,20 +322,13 @@ class PostgresStore(PostgresProvider):
 
     async def add_waiter(self, signal_id: str, waiter: Waiter, /) -> Signal | None:
         """Register a waiter; return the oldest buffered signal, if any (rule 14)."""
-        q = self.names.qualified
-        query = sql.SQL(
-            "WITH ins AS (INSERT INTO {waiters} (signal_id, job_id, step, message)"
-            " VALUES (%s, %s, %s, %s::jsonb) ON CONFLICT DO NOTHING RETURNING 1)"
-            " SELECT s.delivery_id, s.data, (SELECT count(*) FROM ins) FROM {signals} s"
-            " WHERE s.signal_id = %s AND s.consumed_job IS NULL ORDER BY s.seq LIMIT 1"
-        ).format(signals=q("signals"), waiters=q("waiters"))
-        rows = await self._fetchall(
-            query,
-            (signal_id, waiter.job_id, waiter.step, _message_json(waiter.message), signal_id),
+        row = await self._fetchone(
+            sql.SQL("SELECT {}(%s, %s, %s, %s::jsonb)").format(self.names.qualified("store_add_waiter")),
+            (signal_id, waiter.job_id, waiter.step, _message_json(waiter.message)),
         )
-        if not rows:
+        if row[0] is None:
             return None
-        return Signal(signal_id=signal_id, data=rows[0][1], delivery_id=rows[0][0])
+        return Signal(signal_id=signal_id, data=row[0]["data"], delivery_id=row[0]["delivery_id"])
 
     async def consume_signal(self, signal_id: str, /, *, job_id: str, step: str) -> Signal | None:
         """Take the oldest buffered signal for this waiter, exactly once (rule 15)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -456,6 +457,21 @@ async def test_signal_consumed_once_among_concurrent_waiters(store: Any, make_pr
     assert again == results[winners[0]], f"Store rule 15: repeat returned {again}"
     loser = next(job for job in results if job != winners[0])
     assert await store.consume_signal("sig", job_id=loser, step="w") is None
+
+
+async def test_concurrent_deliver_and_add_waiter_never_miss_each_other(store: Any, make_provider: Any) -> None:
+    """Store rules 13-14 (C5, no lost wake-up): when a signal is delivered while its waiter is
+    being added, from two connections at once, at least one side sees the other."""
+    other = await make_provider("store")
+    missed = []
+    for i in range(60):
+        sid = f"race{i}"
+        waiters, buffered = await asyncio.gather(
+            store.deliver_signal(sid, i, delivery_id=f"d{i}"), other.add_waiter(sid, _waiter(f"j{i}"))
+        )
+        if not waiters and buffered is None:
+            missed.append(sid)
+    assert not missed, f"Store rules 13-14: signal and waiter missed each other (lost wake-up) for {missed}"
 
 
 async def test_consume_takes_oldest_and_removes_waiter(store: Any) -> None:
