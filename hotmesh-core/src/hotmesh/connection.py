@@ -123,6 +123,8 @@ class Connection:
             self._get(Role.SEARCH)
         provider: Search | None = self._providers.get(Role.SEARCH)
         if provider is None:
+            if isinstance(self._search_error, CapabilityNotSupportedError):
+                raise self._search_error  # the backend's own explanation (what server is needed)
             raise CapabilityNotSupportedError(
                 self.config.url_for(Role.SEARCH).split("://")[0], "search", str(self._search_error or "")
             )
