@@ -89,8 +89,12 @@ def main() -> None:
         print(ready)
         asyncio.run(client())
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        process.terminate()  # SIGTERM: the worker shuts down gracefully
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()  # fail, but never leave a worker behind
+            raise
 
 
 if __name__ == "__main__":
