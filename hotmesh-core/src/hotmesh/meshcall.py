@@ -5,8 +5,9 @@ de-duplicates concurrent calls with the same id) together with a message on stre
 ``mc.<topic>``; any process that ``connect``-ed the topic consumes it, runs the callback and writes
 the outcome with one idempotent transition (step ``outcome``), then notifies the caller on the sub
 channel. Redelivery after a crash re-runs the callback (at least once) but the outcome is written
-once. Round trips per call: create (1), read (1), transition (1), notify (1), ack (1), plus the
-caller's subscribe and one read of the job.
+once. Round trips per call: create (1), transition (1), notify (1), ack (1), plus the caller's
+subscribe (Sub rule 1 makes the notification sufficient; the job is read only when its id
+already existed or after a quiet wait).
 
 Cron jobs are jobs ``cron:<topic>:<id>`` whose cycles are timers; each cycle is one idempotent
 transition ``cycle:<generation>:<n>``, so a cycle counts once even when its timer fires twice.
@@ -207,7 +208,7 @@ class MeshCall:
                 },
                 headers=headers_for(),
             )
-            await engine.create(
+            created = await engine.create(
                 NewJob(
                     job_id,
                     {"status": "pending", "topic": topic},
@@ -215,10 +216,15 @@ class MeshCall:
                     expire=timedelta(seconds=wait) + RESULT_GRACE,
                 )
             )
+            # A job we just created cannot be finished before our subscription (opened first)
+            # hears about it: read it only when it already existed, or after a quiet wait.
+            check = not created
             while True:
-                fields = await store.get_job(job_id, ["status", "result", "error"])
-                if fields is not None and fields.get("status") in ("done", "error"):
-                    return _outcome(fields)
+                if check:
+                    fields = await store.get_job(job_id, ["status", "result", "error"])
+                    if fields is not None and fields.get("status") in ("done", "error"):
+                        return _outcome(fields)
+                check = True
                 left = deadline - time.time()
                 if left <= 0:
                     raise TimeoutError(f"no result from {topic!r} within {wait:g}s (job {job_id})")

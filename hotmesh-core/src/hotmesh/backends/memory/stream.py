@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import time
 from collections.abc import Sequence
 from datetime import timedelta
@@ -75,14 +77,17 @@ class MemoryStream(MemoryProvider):
         group = self._group(request.stream, request.group)
         pending: dict[int, dict[str, Any]] = group["pending"]
         candidates = sorted(seq for seq, e in pending.items() if e["visible_at"] <= now)
-        fresh = [seq for seq in stream["messages"] if seq > group["cursor"]]
+        # Sequence numbers only grow: new messages are cursor+1 .. seq (some may be trimmed), so
+        # there is no need to scan every message ever published.
+        fresh = range(group["cursor"] + 1, stream["seq"] + 1)
         deliveries: list[Delivery] = []
-        for seq in candidates + fresh:
+        for seq in itertools.chain(candidates, fresh):
             if len(deliveries) >= request.count:
                 break
             message = stream["messages"].get(seq)
-            if message is None:
+            if message is None:  # trimmed: never deliverable again
                 pending.pop(seq, None)
+                group["cursor"] = max(group["cursor"], seq)
                 continue
             group["cursor"] = max(group["cursor"], seq)
             count = pending.get(seq, {"count": 0})["count"] + 1
