@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-
 import time
 from collections.abc import Sequence
 from datetime import timedelta
