@@ -18,6 +18,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from hypothesis import strategies as st
 
 from hotmesh import MeshFlow, errors, load_config
 from hotmesh.config import HotMeshConfig
-from hotmesh.providers import Capability, Role
+from hotmesh.providers import Capability, Message, Role, Timer
 from hotmesh_conformance import _flows
 
 pytestmark = pytest.mark.anyio
@@ -302,6 +303,21 @@ async def test_a_thousand_sleeping_workflows_wake_on_time(client: MeshFlow.Clien
     assert min(lateness) >= -0.05, "a timer fired early"
     ordered = sorted(lateness)
     assert ordered[-1] < 1.0, f"worst wake-up {ordered[-1]:.2f}s after due (median {ordered[500]:.3f}s)"
+
+
+async def test_timers_added_while_the_scheduler_looks_are_not_slept_through(
+    client: MeshFlow.Client, make_provider: Any
+) -> None:
+    """MeshFlow timers (no lost wake-up): six sequential 0.3 s sleeps end in seconds, not after the
+    scheduler's 5 s safety sleep each (a timer announced during a claim must cut the sleep short).
+    Far-future timers make the scheduler's look at the store take a while, as in production."""
+    store = await make_provider(Role.STORE)
+    far = await store.now() + timedelta(days=1)
+    await asyncio.gather(*(store.add_timer(Timer(f"far-{i}", far, Message("kit.nowhere"))) for i in range(300)))
+    started = time.monotonic()
+    handle = await client.workflow.start(_flows.run_shape, args=[[["sleep", 0.3]] * 6], task_queue=QUEUE)
+    assert await handle.result(timeout=60) == [0.3] * 6
+    assert time.monotonic() - started < 12.0, "timer wake-ups were lost (each sleep waited for the safety poll)"
 
 
 # -- crash tests: real worker processes --------------------------------------------------------

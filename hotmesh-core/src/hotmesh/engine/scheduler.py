@@ -35,10 +35,12 @@ class Scheduler:
         self.lease = lease
         self.batch = batch
         self._wake = asyncio.Event()
+        self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         """Subscribe to timer announcements and start the firing loop."""
+        self._stopping = False
         subscription = await self.sub.subscribe(TIMER_TOPIC)
         self._tasks = [
             asyncio.create_task(self._listen(subscription), name="scheduler-listen"),
@@ -74,7 +76,10 @@ class Scheduler:
         return fired
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
+            # Clear before looking: a timer scheduled while we claim or read the next due time
+            # sets the flag again, so the sleep below is cut short instead of missing it.
+            self._wake.clear()
             try:
                 fired = await self.fire_due()
                 if fired >= self.batch:
@@ -89,15 +94,20 @@ class Scheduler:
             except Exception:
                 log.exception("timer scheduling failed; retrying")
                 wait = 1.0
-            self._wake.clear()
-            if wait > 0:
+            if wait > 0 and not self._stopping:
                 try:
                     await asyncio.wait_for(self._wake.wait(), wait)
                 except TimeoutError:
                     pass
 
     async def stop(self) -> None:
-        """Stop firing (claimed but unfired timers return when their lease ends)."""
+        """Stop firing (claimed but unfired timers return when their lease ends).
+
+        A flag as well as cancellation: a driver that swallows a cancel (seen with nats-py)
+        must not keep the loop alive.
+        """
+        self._stopping = True
+        self._wake.set()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
