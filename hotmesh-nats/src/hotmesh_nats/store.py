@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 
 from nats.js import api
 from nats.js.errors import (
+    BadRequestError,
     BucketNotFoundError,
     KeyNotFoundError,
     KeyWrongLastSequenceError,
@@ -127,17 +128,22 @@ class NatsStore(NatsProvider):
             try:
                 self._kv = await self.js.key_value(self._bucket)
             except (BucketNotFoundError, NotFoundError):
-                self._kv = await self.js.create_key_value(
-                    api.KeyValueConfig(
-                        bucket=self._bucket,
-                        history=1,
-                        storage=(
-                            api.StorageType.FILE if opts.storage == "file"
-                            else api.StorageType.MEMORY
-                        ),
-                        replicas=opts.replicas,
+                try:
+                    self._kv = await self.js.create_key_value(
+                        api.KeyValueConfig(
+                            bucket=self._bucket,
+                            history=1,
+                            storage=(
+                                api.StorageType.FILE if opts.storage == "file"
+                                else api.StorageType.MEMORY
+                            ),
+                            replicas=opts.replicas,
+                        )
                     )
-                )
+                except BadRequestError:
+                    # Another process or connection created it at the same moment ("subjects
+                    # overlap with an existing stream"): use theirs.
+                    self._kv = await self.js.key_value(self._bucket)
         return self._kv
 
     async def _get(self, key: str) -> tuple[Any, int | None]:
