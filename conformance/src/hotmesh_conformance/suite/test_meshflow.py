@@ -13,8 +13,6 @@ import collections
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -30,6 +28,7 @@ from hotmesh import MeshFlow, errors, load_config
 from hotmesh.config import HotMeshConfig
 from hotmesh.providers import Capability, Message, Role, Timer
 from hotmesh_conformance import _flows
+from hotmesh_conformance._workers import FlowWorkers
 
 pytestmark = pytest.mark.anyio
 
@@ -321,44 +320,6 @@ async def test_timers_added_while_the_scheduler_looks_are_not_slept_through(
 
 
 # -- crash tests: real worker processes --------------------------------------------------------
-
-
-class FlowWorkers:
-    """Worker processes started by a test and stopped (killed if need be) after it."""
-
-    def __init__(self, config: HotMeshConfig, ledger: Path) -> None:
-        self.config = config
-        self.ledger = ledger
-        self.processes: list[subprocess.Popen[str]] = []
-
-    def start(self, *extra: str) -> subprocess.Popen[str]:
-        command = [
-            sys.executable, "-m", "hotmesh_conformance._meshflow_worker",
-            "--store", self.config.url_for(Role.STORE), "--stream", self.config.url_for(Role.STREAM),
-            "--sub", self.config.url_for(Role.SUB), "--namespace", self.config.namespace,
-            "--queue", QUEUE, "--ledger", str(self.ledger), "--visibility", "2", *extra,
-        ]  # fmt: skip
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-        self.processes.append(process)
-        assert process.stdout is not None
-        assert process.stdout.readline().strip() == "ready"
-        return process
-
-    def runs(self, name: str) -> list[list[str]]:
-        if not self.ledger.exists():
-            return []
-        return [line.split() for line in self.ledger.read_text().splitlines() if line.split()[1:2] == [name]]
-
-    def stop(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in self.processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import uuid
 from datetime import timedelta
 
 from hotmesh.connection import Connection
+from hotmesh.engine.crashpoints import crashpoint
 from hotmesh.engine.quorum import Quorum
 from hotmesh.engine.router import DeadLetterHook, Handler, RetryPolicy, Router
 from hotmesh.engine.scheduler import Scheduler
@@ -103,6 +104,7 @@ class Engine:
         between commit and publish is healed by redelivery.
         """
         result = await self.connection.store.apply_transition(transition, stream=self.connection.stream)
+        crashpoint("engine.after_commit")
         if result.messages and not result.published:
             await self.connection.stream.publish(list(result.messages))
         return result

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from hotmesh.engine.crashpoints import crashpoint
 from hotmesh.providers import Capability, Delivery, ReadRequest, Stream
 
 log = logging.getLogger("hotmesh.engine")
@@ -128,6 +129,7 @@ class Router:
     async def _handle(self, delivery: Delivery) -> None:
         try:
             await self.handler(delivery)
+            crashpoint("router.before_ack")
             await self.stream.ack(self.stream_name, self.group, [delivery.id])
         except asyncio.CancelledError:
             raise

@@ -14,6 +14,7 @@ import asyncio
 import logging
 from datetime import timedelta
 
+from hotmesh.engine.crashpoints import crashpoint
 from hotmesh.providers import Store, Stream, Sub, Timer
 
 log = logging.getLogger("hotmesh.engine")
@@ -70,6 +71,7 @@ class Scheduler:
         claimed = await self.store.claim_due_timers(limit=self.batch, lease=self.lease)
         if claimed:  # one publish for the batch (at least once: completed only after it)
             await self.stream.publish([claim.timer.message for claim in claimed])
+            crashpoint("scheduler.after_publish")
         for claim in claimed:
             await self.store.complete_timer(claim)
             fired += 1

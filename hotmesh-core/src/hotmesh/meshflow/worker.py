@@ -31,6 +31,7 @@ import anyio
 
 from hotmesh._runtime import ConnectionLike, runtime
 from hotmesh.connection import Connection
+from hotmesh.engine.crashpoints import crashpoint
 from hotmesh.engine.engine import Engine, headers_for, wait_for_shutdown_signal
 from hotmesh.engine.router import RetryPolicy
 from hotmesh.errors import (
@@ -178,6 +179,7 @@ class Worker:
             outcome = body.get("outcome")
             if not await self._record(job, run, seq, outcome if isinstance(outcome, dict) else {}):
                 return
+            crashpoint("workflow.after_record")
         elif kind == "signal" and isinstance(seq, int) and isinstance(run, int):
             signal_id = str(body.get("signal_id"))
             signal = await self.connection.store.consume_signal(signal_id, job_id=job, step=f"{run}:{seq}")
@@ -185,6 +187,7 @@ class Worker:
                 return  # another waiter took it; ours stays registered for the next one
             if not await self._record(job, run, seq, rec.ok(signal.data, "signal")):
                 return
+            crashpoint("workflow.after_record")
         await self._advance(workflow_id, delivery.id)
 
     async def _expire(self, workflow_id: str) -> None:
@@ -287,6 +290,7 @@ class Worker:
         )
         if result.status is TransitionStatus.REJECTED:
             return None
+        crashpoint("workflow.after_dispatch")
         resolved = False
         for command in commands:
             record = sets[f"d:{command.seq}"]
@@ -294,6 +298,7 @@ class Worker:
             cmd = record["cmd"]
             assert isinstance(cmd, dict)
             resolved = await self._side_effect(workflow_id, run, command.seq, command.type, cmd) or resolved
+        crashpoint("workflow.after_side_effects")
         return resolved
 
     async def _redo(self, workflow_id: str, run: int, job: dict[str, JSONValue], seqs: list[int]) -> bool:
@@ -475,6 +480,7 @@ class Worker:
         )
         if result.status is TransitionStatus.REJECTED:
             return False
+        crashpoint("workflow.after_finish")
         await self.connection.sub.publish(rec.result_topic(workflow_id), _announcement(fields))
         record_ttl = job.get("record_ttl")
         if isinstance(record_ttl, (int, float)):
@@ -529,6 +535,7 @@ class Worker:
             return
         finally:
             CURRENT_ACTIVITY.reset(token)
+        crashpoint("activity.after_run")
         await self.engine.transition(
             Transition(
                 job_key,
@@ -573,6 +580,7 @@ class Worker:
         )
         if result.status is TransitionStatus.REJECTED:
             return
+        crashpoint("activity.after_attempt_error")
         due = await self.connection.store.now() + policy.delay(attempt)
         retry_body = dict(body)
         retry_body["attempt"] = attempt + 1

@@ -1,0 +1,54 @@
+"""Worker processes for the kit's crash and fault tests (not a public API)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from hotmesh.config import HotMeshConfig
+from hotmesh.providers import Role
+
+QUEUE = "kitflow"
+
+
+class FlowWorkers:
+    """Worker processes started by a test and stopped (killed if need be) after it."""
+
+    def __init__(self, config: HotMeshConfig, ledger: Path) -> None:
+        self.config = config
+        self.ledger = ledger
+        self.processes: list[subprocess.Popen[str]] = []
+
+    def start(self, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        command = [
+            sys.executable, "-m", "hotmesh_conformance._meshflow_worker",
+            "--store", self.config.url_for(Role.STORE), "--stream", self.config.url_for(Role.STREAM),
+            "--sub", self.config.url_for(Role.SUB), "--namespace", self.config.namespace,
+            "--queue", QUEUE, "--ledger", str(self.ledger), "--visibility", "2", *extra,
+        ]  # fmt: skip
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+        self.processes.append(process)
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "ready"
+        return process
+
+    def runs(self, name: str) -> list[list[str]]:
+        if not self.ledger.exists():
+            return []
+        return [line.split() for line in self.ledger.read_text().splitlines() if line.split()[1:2] == [name]]
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
