@@ -1,13 +1,22 @@
-"""Command line: ``python -m hotmesh providers`` lists installed providers."""
+"""Command line.
+
+``python -m hotmesh providers`` lists installed providers; ``doctor`` connects to the configured
+backends and reports each role's server version, capabilities and real durability (promise C9);
+``migrate`` prepares the backends for a namespace ahead of a deploy (opening each provider creates
+its schema, tables, streams or buckets; PostgreSQL runs its versioned migrations).
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib.metadata
 import sys
 from collections.abc import Sequence
 
-from hotmesh.providers import ProviderRegistry, default_registry
+from hotmesh.config import HotMeshConfig, load_config
+from hotmesh.errors import CapabilityNotSupportedError, HotMeshError, ProviderNotFoundError
+from hotmesh.providers import ProviderRegistry, Role, default_registry
 
 
 def _version(distribution: str) -> str:
@@ -38,16 +47,65 @@ def list_providers(registry: ProviderRegistry | None = None) -> str:
     return "\n".join(lines)
 
 
+async def check_backends(config: HotMeshConfig, *, registry: ProviderRegistry | None = None) -> tuple[list[str], bool]:
+    """Open every role's provider once; describe it. Returns (lines, all required roles ok)."""
+    registry = registry or default_registry()
+    lines: list[str] = []
+    ok = True
+    for role in Role:
+        url = config.describe()[role.value]
+        try:
+            provider = registry.create(role, config.url_for(role), namespace=config.namespace)
+        except ProviderNotFoundError as exc:
+            optional = role is Role.SEARCH and not config.explicit(role)
+            ok = ok and optional
+            lines.append(f"{role.value:<7} {url}: {'not available (optional)' if optional else 'ERROR'}: {exc}")
+            continue
+        try:
+            await provider.open()
+            info = await provider.info()
+            caps = ",".join(sorted(c.value for c in provider.capabilities)) or "-"
+            version = f" {info.server_version}" if info.server_version else ""
+            lines.append(f"{role.value:<7} {url}: {info.name}{version}; durability: {info.durability or '?'}; capabilities: {caps}")
+        except CapabilityNotSupportedError as exc:
+            optional = role is Role.SEARCH and not config.explicit(role)
+            ok = ok and optional
+            lines.append(f"{role.value:<7} {url}: {'not available (optional)' if optional else 'ERROR'}: {exc}")
+        except HotMeshError as exc:
+            ok = False
+            lines.append(f"{role.value:<7} {url}: ERROR: {exc}")
+        finally:
+            await provider.aclose()
+    return lines, ok
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m hotmesh`` and the ``hotmesh`` script."""
     parser = argparse.ArgumentParser(prog="hotmesh", description="HotMesh command line")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("providers", help="list installed providers, their roles and capabilities")
+    for name, text in (
+        ("doctor", "connect to the configured backends; show versions, capabilities and durability"),
+        ("migrate", "prepare the backends of a namespace (schemas, tables, streams) ahead of a deploy"),
+    ):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("--url", help="one URL for every role (default: HOTMESH_URL / hotmesh.toml)")
+        command.add_argument("--namespace", help="the namespace (default: HOTMESH_NAMESPACE or 'hotmesh')")
     args = parser.parse_args(argv)
     if args.command == "providers":
         print(list_providers())
         return 0
-    return 2  # pragma: no cover - argparse rejects unknown commands
+    try:
+        config = load_config(url=args.url, namespace=args.namespace)
+    except HotMeshError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    lines, ok = asyncio.run(check_backends(config))
+    print(f"namespace {config.namespace!r}")
+    print("\n".join(lines))
+    if args.command == "migrate" and ok:
+        print("ready: every role is prepared for this namespace")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":  # pragma: no cover
