@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["merge", "markdown"]
+__all__ = ["markdown", "merge", "meshdata_markdown", "meshflow_markdown"]
 
 ORIGINAL = {
     "redis": "p50 6.1 ms / p99 18.0 ms, 206 calls/s @50",
@@ -164,6 +164,218 @@ def markdown(merged: dict[str, Any]) -> str:
             totals = [_f(sides[s]["total_ops"]["round trips"]) for s in ("caller", "worker")]
             out.append(f"| {level} | **total op** | | **{totals[0]}** | **{totals[1]}** | | |")
         out.append("")
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# MeshFlow (meshflow_bench.py --json) and MeshData (meshdata_bench.py --json)
+# ---------------------------------------------------------------------------------------------
+
+MESHFLOW_TARGETS = {
+    "redis": {"p50_ms": 5.0, "wf_per_s": 500.0},
+    "postgresql": {"p50_ms": 10.0, "wf_per_s": 200.0},
+}
+"""Issue 9: 1-activity workflow start->result p50 and workflows/s; NATS within 1.5x of Redis; <= 12 round trips."""
+ROUND_TRIP_TARGET = 12
+
+
+def _rtt(floors: dict[str, Any], url: str) -> float | None:
+    found = floors.get(url, {}).get("rtt")
+    return found.get("p50_ms") if isinstance(found, dict) else None
+
+
+def _mfmedian(runs: Sequence[dict[str, Any] | None], key: str, metric: str) -> float | None:
+    return _median([r[key].get(metric) for r in runs if r and r.get(key)])
+
+
+def meshflow_merge(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Per backend label: every run of every report (remote, local), floors, last round trips/memory."""
+    merged: dict[str, Any] = {}
+    for report in reports:
+        for result in report["results"]:
+            entry = merged.setdefault(
+                label(result["url"]),
+                {"remote": [], "local": [], "floors": [], "round_trips": None, "summary": None, "memory": [], "errors": []},
+            )
+            for run in result.get("runs", []):
+                entry["remote"].append(run.get("remote"))
+                entry["local"].append(run.get("local"))
+            if result.get("round_trip_summary"):
+                entry["summary"] = result["round_trip_summary"]
+                entry["round_trips"] = result["round_trips"]
+            if result.get("memory"):
+                entry["memory"].append(result["memory"])
+            if result.get("error"):
+                entry["errors"].append(result["error"])
+            rtt = _rtt(report["floors"], result["url"])
+            if rtt is not None:
+                entry["floors"].append(rtt)
+    return merged
+
+
+def meshflow_markdown(results_or_reports: Sequence[dict[str, Any]], floors: dict[str, Any] | None = None) -> str:
+    """Tables: latency (x floor), workflows/s, signal, round trips, memory, targets.
+
+    Pass either full reports (``floors`` None) or one run's results plus its floors.
+    """
+    reports = list(results_or_reports) if floors is None else [{"results": list(results_or_reports), "floors": floors}]
+    merged = meshflow_merge(reports)
+    out = [
+        "#### start -> result latency (one workflow at a time) and workflows/s (many started at once)",
+        "",
+        "| backend | worker | 1 act p50 / p95 ms | × floor | 5 seq p50 / p95 ms | gather 5 p50 / p95 ms "
+        "| 1 act wf/s | 5 seq wf/s | gather 5 wf/s | in flight | signal→result p50 / p95 ms |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, m in merged.items():
+        rtt = _median(m["floors"])
+        for worker, runs in (("other process", m["remote"]), ("same process", m["local"])):
+            runs = [r for r in runs if r]
+            if not runs:
+                if worker == "other process" and name.startswith("memory"):
+                    out.append(f"| {name} | {worker} | n/a (memory:// is per process) | | | | | | | | |")
+                continue
+            def lat(shape: str, runs: list[dict[str, Any]] = runs) -> str:
+                return f"{_f(_mfmedian(runs, 'lat_' + shape, 'p50_ms'), 1)} / {_f(_mfmedian(runs, 'lat_' + shape, 'p95_ms'), 1)}"
+            p50 = _mfmedian(runs, "lat_wf_one", "p50_ms")
+            multiple = f"{p50 / rtt:.0f}×" if p50 and rtt else "–"
+            tputs = [_f(_mfmedian(runs, "tput_" + s, "wf_per_s"), 0) for s in ("wf_one", "wf_seq5", "wf_par5")]
+            errors = sum(sum(r["tput_" + s]["errors"].values()) for r in runs for s in ("wf_one", "wf_seq5", "wf_par5"))
+            inflight = runs[-1]["tput_wf_one"]["inflight"]
+            out.append(
+                f"| {name} | {worker} | {lat('wf_one')} | {multiple} | {lat('wf_seq5')} | {lat('wf_par5')} | "
+                + " | ".join(tputs)
+                + f" | {inflight}{f' ({errors} errors)' if errors else ''} | "
+                f"{_f(_mfmedian(runs, 'signal', 'p50_ms'), 1)} / {_f(_mfmedian(runs, 'signal', 'p95_ms'), 1)} |"
+            )
+    out += [
+        "",
+        "#### Round trips (client + worker, sequential workflows; op = issued per workflow, wait = blocked reads woken by the backend)",
+        "",
+        "| backend | provider ops / 1-act wf | wire round trips / 1-act wf | waits / 1-act wf (provider; wire) "
+        "| provider ops / extra activity | wire round trips / extra activity | target ≤ 12 |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for name, m in merged.items():
+        s = m["summary"]
+        if not s:
+            continue
+        one, act = s["per_workflow_1act"], s["per_extra_activity"]
+        count = one["wire_ops"] if one["wire_ops"] is not None else one["provider_ops"]
+        verdict = "met" if count <= ROUND_TRIP_TARGET else f"missed by {count - ROUND_TRIP_TARGET:.1f}"
+        out.append(
+            f"| {name} | {_f(one['provider_ops'], 1)} | {_f(one['wire_ops'], 1)} | "
+            f"{_f(one['provider_waits'], 1)}; {_f(one['wire_waits'], 1)} | {_f(act['provider_ops'], 1)} | "
+            f"{_f(act['wire_ops'], 1)} | {verdict} |"
+        )
+    out += ["", "#### Round trips per 1-activity workflow, by call", ""]
+    for name, m in merged.items():
+        trips = m["round_trips"]
+        if not trips:
+            continue
+        entry = trips["wf_one"]
+        out += [f"**{name}**", "", "| level | kind | call | client | worker |", "|---|---|---|---:|---:|"]
+        for level, sides in (("provider", entry), ("wire", entry.get("wire"))):
+            if not sides:
+                continue
+            for kind in ("op", "wait", "background"):
+                for call in sorted(set(sides["caller"][kind]) | set(sides["worker"][kind])):
+                    out.append(
+                        f"| {level} | {kind} | `{call}` | {_f(sides['caller'][kind].get(call), 2)} | "
+                        f"{_f(sides['worker'][kind].get(call), 2)} |"
+                    )
+            out.append(
+                f"| {level} | **total op** | | **{_f(sides['caller']['total_ops']['round trips'], 2)}** | "
+                f"**{_f(sides['worker']['total_ops']['round trips'], 2)}** |"
+            )
+        out.append("")
+    mem_rows = [(n, mm) for n, m in merged.items() for mm in m["memory"]]
+    if mem_rows:
+        out += [
+            "#### Memory per 10,000 suspended workflows (each waiting on a signal; worker in another process)",
+            "",
+            "| backend | workflows | worker RSS before → after MB | worker RSS per 10k MB | redis used_memory per 10k MB "
+            "| SQLite file per 10k MB | start s | settled s |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for name, mm in mem_rows:
+            out.append(
+                f"| {name} | {mm['workflows']:,} | {_f(mm['worker_rss_mb_before'])} → {_f(mm['worker_rss_mb_after'])} | "
+                f"{_f(mm['worker_rss_mb_per_10k'])} | {_f(mm['redis_used_memory_mb_delta_per_10k'])} | "
+                f"{_f(mm['sqlite_file_mb_delta_per_10k'])} | {_f(mm['start_seconds'])} | {_f(mm['settle_seconds'])} |"
+            )
+        out.append("")
+    out += [
+        "#### Against the targets (issue 9; worker in another process)",
+        "",
+        "| backend | target | measured | verdict |",
+        "|---|---|---|---|",
+    ]
+    redis_p50 = None
+    for name, m in merged.items():
+        runs = [r for r in m["remote"] if r]
+        if not runs:
+            continue
+        p50 = _mfmedian(runs, "lat_wf_one", "p50_ms")
+        tput = _mfmedian(runs, "tput_wf_one", "wf_per_s")
+        scheme = name.split(":", 1)[0]
+        if scheme == "redis" and redis_p50 is None:
+            redis_p50 = p50
+        target = MESHFLOW_TARGETS.get(scheme)
+        if target and p50 is not None and tput is not None:
+            misses = []
+            if p50 > target["p50_ms"]:
+                misses.append(f"p50 {p50 / target['p50_ms']:.1f}× the target")
+            if tput < target["wf_per_s"]:
+                misses.append(f"wf/s {tput / target['wf_per_s']:.2f}× the target")
+            out.append(
+                f"| {name} | p50 ≤ {target['p50_ms']:g} ms, ≥ {target['wf_per_s']:g} wf/s | p50 {p50:.1f} ms, {tput:.0f} wf/s | "
+                f"{'met' if not misses else 'missed: ' + ', '.join(misses)} |"
+            )
+        elif scheme == "nats" and p50 is not None and redis_p50:
+            ratio = p50 / redis_p50
+            out.append(
+                f"| {name} | within 1.5× of redis | p50 {p50:.1f} ms = {ratio:.2f}× redis, {_f(tput, 0)} wf/s | "
+                f"{'met' if ratio <= 1.5 else 'missed'} |"
+            )
+    return "\n".join(out)
+
+
+def meshdata_markdown(reports: Sequence[dict[str, Any]]) -> str:
+    """find_where latency per record count, and round trips per indexed set()."""
+    out = [
+        "| backend | records | query | p50 ms | p95 ms | × floor | hits (count) | load s |",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    sets: list[str] = []
+    for report in reports:
+        for result in report["results"]:
+            rtt = _rtt(report["floors"], result["url"])
+            for size in result.get("sizes", []):
+                for q in size["queries"]:
+                    multiple = f"{q['p50_ms'] / rtt:.0f}×" if rtt and q.get("p50_ms") else "–"
+                    out.append(
+                        f"| {label(result['url'])} | {size['records']:,} | {q['query']} | {_f(q['p50_ms'])} | "
+                        f"{_f(q['p95_ms'])} | {multiple} | {q['count']:,} | {_f(size['load_seconds'], 1)} |"
+                    )
+            if result.get("error"):
+                out.append(f"| {label(result['url'])} | ERROR {result['error']} | | | | | | |")
+            cost = result.get("set_cost")
+            if cost:
+                sets.append(
+                    f"| {label(result['url'])} | {_f(cost['provider_ops'])} | {_f(cost.get('search_ops'))} | "
+                    f"{_f(cost.get('wire_ops'))} | {', '.join(f'`{k}` {v:g}' for k, v in sorted(cost['by_call'].items()))} | "
+                    f"{_f(cost.get('p50_ms'))} |"
+                )
+    if sets:
+        out += [
+            "",
+            "One `MeshData.set(entity, id, {field: value})` on an indexed record (sequential, after warm-up):",
+            "",
+            "| backend | store/stream/sub provider calls | search provider calls | wire round trips | calls | p50 ms |",
+            "|---|---:|---:|---:|---|---:|",
+            *sets,
+        ]
     return "\n".join(out)
 
 
