@@ -64,15 +64,16 @@ class PrivateServer:
                   "--no-sync", "-E", "UTF8")
 
     def start(self) -> None:
-        opts = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        opts = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300"
         self._run(str(BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "log"),
                   "-o", opts, "-w", "start")
 
-    def stop(self) -> None:
-        self._run(str(BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+    def stop(self, mode: str = "fast") -> None:
+        """``mode="immediate"`` is a crash: no checkpoint, recovery from the WAL on start."""
+        self._run(str(BIN / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
 
-    def restart(self, down_for: float = 0.0) -> None:
-        self.stop()
+    def restart(self, down_for: float = 0.0, mode: str = "fast") -> None:
+        self.stop(mode)
         time.sleep(down_for)
         self.start()
 

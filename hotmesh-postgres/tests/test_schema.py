@@ -92,3 +92,28 @@ def test_cli_status_and_migrate(url: str, namespace: str) -> None:
     bad = subprocess.run([*run, "status", "postgresql://u:pw@127.0.0.1:1/x"],
                          capture_output=True, text=True)
     assert bad.returncode == 1 and "pw" not in bad.stderr
+
+
+def test_hotmesh_cli_migrate_then_provider_status(url: str, namespace: str) -> None:
+    """``python -m hotmesh migrate --url`` runs this provider's migrations; status agrees."""
+    out = subprocess.run(
+        [sys.executable, "-m", "hotmesh", "migrate", "--url", url, "--namespace", namespace],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "ready" in out.stdout and "postgres" in out.stdout
+    status = subprocess.run(
+        [sys.executable, "-m", "hotmesh_postgres", "status", "--url", url, "--namespace", namespace],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout
+    assert f"schema version {LATEST_VERSION} (up to date)" in status
+    again = subprocess.run(
+        [sys.executable, "-m", "hotmesh_postgres", "migrate", "--url", url, "--namespace", namespace],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout
+    assert "applied none (up to date)" in again
+    both = subprocess.run(
+        [sys.executable, "-m", "hotmesh_postgres", "status", url, "--url", url],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert both.returncode == 2 and "once" in both.stderr

@@ -1,4 +1,4 @@
-"""``python -m hotmesh_postgres migrate URL --namespace NS``: migrations ahead of deploys.
+"""``python -m hotmesh_postgres migrate [--url] URL --namespace NS``: migrations ahead of deploys.
 
 Teams that start processes with ``options={"migrate": False}`` run this once per release; it is
 safe to run concurrently and repeatedly (advisory lock, idempotent, never destructive).
@@ -55,9 +55,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     for name, text in (("migrate", "apply pending migrations"), ("status", "show the version")):
         command = commands.add_parser(name, help=text)
-        command.add_argument("url", help="postgresql://user@host:port/db")
+        command.add_argument("url", nargs="?", help="postgresql://user@host:port/db")
+        command.add_argument("--url", dest="url_option", metavar="URL", help="same as the positional URL")
         command.add_argument("--namespace", default="hotmesh", help="default: hotmesh")
     args = parser.parse_args(argv)
+    if (args.url is None) == (args.url_option is None):
+        parser.error("give the database URL once: positional or --url")
+    args.url = args.url or args.url_option
     try:
         if args.command == "migrate":
             version, applied = asyncio.run(migrate_url(args.url, args.namespace))

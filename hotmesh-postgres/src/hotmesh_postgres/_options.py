@@ -20,8 +20,8 @@ class PostgresOptions(BaseModel):
         poll_interval: seconds between safety polls of a blocked stream read; wake-ups come from
             LISTEN/NOTIFY, this only bounds the damage of a lost notification.
         sweep_interval: seconds between bounded sweeps of expired rows (store only; 0 disables).
-        sweep_limit: at most this many expired rows are deleted per table per sweep, so a sweep
-            never holds long locks.
+        sweep_limit: at most this many expired jobs (and cache rows) are deleted per sweep
+            batch, so no batch holds long locks; a round repeats full batches to drain a backlog.
         migrate: run pending schema migrations on ``open()``; turn off when a deploy step runs
             ``python -m hotmesh_postgres migrate`` ahead of time.
     """

@@ -17,7 +17,7 @@ from typing import Any
 from psycopg import AsyncConnection, sql
 
 from hotmesh.errors import ConfigError
-from hotmesh_postgres import _sql_v1, _sql_v2
+from hotmesh_postgres import _sql_v1, _sql_v2, _sql_v3
 
 _NAMESPACE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _MAX_IDENTIFIER = 63
@@ -39,6 +39,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         _sql_v1.TABLES + _sql_v1.STREAM_FUNCTIONS + _sql_v1.STORE_FUNCTIONS,
     ),
     Migration(2, "signal delivery and waiters serialized per signal id", _sql_v2.SIGNAL_FUNCTIONS),
+    Migration(3, "waiters indexed by job (swept with expired jobs)", _sql_v3.WAITERS_BY_JOB),
 )
 """All migrations in order. Never edit a released one: append a new version."""
 

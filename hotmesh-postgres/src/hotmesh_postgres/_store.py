@@ -32,6 +32,11 @@ from hotmesh.providers import (
 from hotmesh_postgres._base import PostgresProvider
 from hotmesh_postgres._stream import PostgresStream, decode_message, message_list
 
+SWEEP_MAX_BATCHES = 100
+"""Batches per sweep round at most (a backlog of 50,000 rows per round with the defaults)."""
+SWEEP_PAUSE = 0.05
+"""Seconds between two batches of one round."""
+
 
 def _utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
@@ -98,7 +103,22 @@ class PostgresStore(PostgresProvider):
         while True:
             await asyncio.sleep(self.options.sweep_interval)
             with contextlib.suppress(Exception):
-                await self.sweep()
+                await self.sweep_backlog()
+
+    async def sweep_backlog(self, *, max_batches: int = SWEEP_MAX_BATCHES) -> int:
+        """Sweep in batches while they come back full (a backlog), at most ``max_batches``.
+
+        Each batch is one short transaction of at most ``sweep_limit`` rows per table; a short
+        pause between batches lets other work through. Returns the rows deleted.
+        """
+        total = 0
+        for _ in range(max_batches):
+            jobs, cache = await self._sweep_batch()
+            total += jobs + cache
+            if jobs < self.options.sweep_limit and cache < self.options.sweep_limit:
+                break
+            await asyncio.sleep(SWEEP_PAUSE)
+        return total
 
     async def sweep(self) -> int:
         """Delete at most ``sweep_limit`` expired jobs (with their steps) and cache rows.
@@ -106,6 +126,10 @@ class PostgresStore(PostgresProvider):
         SKIP LOCKED keeps it off rows that transitions hold, and the limit bounds each
         statement, so a sweep never holds long locks; expired rows are invisible anyway.
         """
+        jobs, cache = await self._sweep_batch()
+        return jobs + cache
+
+    async def _sweep_batch(self) -> tuple[int, int]:
         q = self.names.qualified
         query = sql.SQL(
             "WITH j AS (DELETE FROM {jobs} WHERE job_id IN (SELECT job_id FROM {jobs}"
@@ -113,14 +137,18 @@ class PostgresStore(PostgresProvider):
             " RETURNING job_id),"
             " s AS (DELETE FROM {steps} st USING j WHERE st.job_id = j.job_id RETURNING 1),"
             " g AS (DELETE FROM {signals} sg USING j WHERE sg.consumed_job = j.job_id RETURNING 1),"
+            " w AS (DELETE FROM {waiters} wt USING j WHERE wt.job_id = j.job_id RETURNING 1),"
             " c AS (DELETE FROM {cache} WHERE key IN (SELECT key FROM {cache}"
             " WHERE expires_at <= clock_timestamp() LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING 1)"
-            " SELECT (SELECT count(*) FROM j) + (SELECT count(*) FROM c)"
-            " + 0 * (SELECT count(*) FROM s) + 0 * (SELECT count(*) FROM g)"
-        ).format(jobs=q("jobs"), steps=q("steps"), signals=q("signals"), cache=q("cache"))
+            " SELECT (SELECT count(*) FROM j), (SELECT count(*) FROM c),"
+            " (SELECT count(*) FROM s) + (SELECT count(*) FROM g) + (SELECT count(*) FROM w)"
+        ).format(
+            jobs=q("jobs"), steps=q("steps"), signals=q("signals"), waiters=q("waiters"),
+            cache=q("cache"),
+        )
         limit = self.options.sweep_limit
         row = await self._fetchone(query, (limit, limit))
-        return int(row[0])
+        return int(row[0]), int(row[1])
 
     # -- jobs ------------------------------------------------------------------------------------
     def can_publish_to(self, stream: object, /) -> bool:
@@ -224,11 +252,12 @@ class PostgresStore(PostgresProvider):
         query = sql.SQL(
             "WITH j AS (DELETE FROM {jobs} WHERE job_id = %s RETURNING expires_at),"
             " s AS (DELETE FROM {steps} WHERE job_id = %s RETURNING 1),"
-            " g AS (DELETE FROM {signals} WHERE consumed_job = %s RETURNING 1)"
+            " g AS (DELETE FROM {signals} WHERE consumed_job = %s RETURNING 1),"
+            " w AS (DELETE FROM {waiters} WHERE job_id = %s RETURNING 1)"
             " SELECT count(*) FILTER (WHERE expires_at IS NULL OR expires_at > clock_timestamp()),"
-            " (SELECT count(*) FROM s) + (SELECT count(*) FROM g) FROM j"
-        ).format(jobs=q("jobs"), steps=q("steps"), signals=q("signals"))
-        row = await self._fetchone(query, (job_id, job_id, job_id))
+            " (SELECT count(*) FROM s) + (SELECT count(*) FROM g) + (SELECT count(*) FROM w) FROM j"
+        ).format(jobs=q("jobs"), steps=q("steps"), signals=q("signals"), waiters=q("waiters"))
+        row = await self._fetchone(query, (job_id, job_id, job_id, job_id))
         return bool(row[0])
 
     # -- timers (Store rules 9-12) ----------------------------------------------------------------
