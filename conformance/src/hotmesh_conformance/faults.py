@@ -5,7 +5,7 @@ then runs on a backend that misbehaves in one precise, seeded way. Every other a
 forwarded unchanged, so the wrapper works for every backend, including yours.
 
 - :class:`AmbiguousCommitStore`: ``apply_transition`` commits, then raises ProviderError as if
-  the reply had been lost (Temporal's "ExecuteAndTimeout"). The caller cannot know whether the
+  the reply had been lost (Temporal's "ExecuteAndTimeout"), at most once per (job, step). The caller cannot know whether the
   write happened; idempotent transitions (Store rule 3) must make the retry harmless.
 - :class:`DuplicatingStream`: every published message is published twice (at-least-once delivery
   taken literally); handlers must be idempotent.
@@ -46,6 +46,7 @@ class AmbiguousCommitStore(_Forwarding):
         self._random = random.Random(seed)
         self.rate = rate
         self.injected = 0
+        self._seen: set[tuple[str, str]] = set()
 
     def can_publish_to(self, stream: object, /) -> bool:
         target = stream._inner if isinstance(stream, _Forwarding) else stream
@@ -55,7 +56,12 @@ class AmbiguousCommitStore(_Forwarding):
     async def apply_transition(self, transition: Transition, /, *, stream: Any = None) -> TransitionResult:
         target = stream._inner if isinstance(stream, _Forwarding) else stream
         result: TransitionResult = await self._inner.apply_transition(transition, stream=target)
-        if self._random.random() < self.rate:
+        key = (transition.job_id, transition.step)
+        first = key not in self._seen
+        self._seen.add(key)
+        # At most once per (job, step): the retry must then see DUPLICATE and carry on, which is
+        # what is under test (a real outage would instead exhaust the retries: promise C6).
+        if first and self._random.random() < self.rate:
             self.injected += 1
             raise ProviderError(f"injected: {transition.step!r} on {transition.job_id!r} committed, reply lost")
         return result

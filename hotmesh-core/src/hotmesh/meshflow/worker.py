@@ -216,7 +216,15 @@ class Worker:
         store = self.connection.store
         for _ in range(MAX_ROUNDS):
             job = await store.get_job(job_key)
-            if job is None or job.get("status") != rec.RUNNING:
+            if job is None:
+                return
+            if job.get("status") != rec.RUNNING:
+                final_step = job.get("final_step")
+                parent = job.get("parent")
+                if isinstance(final_step, str) and isinstance(parent, dict) and parent.get("wait"):
+                    # The parent's wake-up travels with the final transition; re-apply it so a
+                    # follow-up lost with a crash or a lost reply is published (DUPLICATE).
+                    await self.engine.transition(Transition(job_key, final_step))
                 return
             name = str(job.get("workflow_name"))
             fn = self.workflows.get(name)
@@ -468,6 +476,7 @@ class Worker:
             assert outcome.error is not None
             fields.update(status=rec.FAILED, error=rec.describe_exception(outcome.error))
         expire = job.get("expire")
+        fields["final_step"] = f"done:{run}"
         result = await self.engine.transition(
             Transition(
                 job_key,
@@ -511,7 +520,12 @@ class Worker:
         store = self.connection.store
         if delivery.delivery_count > 1:  # redelivered: the outcome may already be written
             fields = await store.get_job(job_key, ["status", "run", f"h:{seq}"])
-            if fields is None or fields.get("status") != rec.RUNNING or fields.get("run") != run or f"h:{seq}" in fields:
+            if fields is None or fields.get("status") != rec.RUNNING or fields.get("run") != run:
+                return
+            if f"h:{seq}" in fields:
+                # Written, but the follow-up may not have been published (a crash or a lost reply
+                # on a store that cannot publish atomically): DUPLICATE re-publishes it.
+                await self.engine.transition(Transition(job_key, f"h:{run}:{seq}"))
                 return
         fn = find_activity(name)
         if fn is None:
@@ -708,11 +722,12 @@ async def _end(engine: Engine, workflow_id: str, status: str, error: dict[str, J
     job = await store.get_job(job_key)
     if job is None or job.get("status") != rec.RUNNING:
         return False
-    fields: dict[str, JSONValue] = {"status": status, "error": error, "finished_at": time.time()}
+    final_step = f"{step}:{job.get('run', 1)}"
+    fields: dict[str, JSONValue] = {"status": status, "error": error, "finished_at": time.time(), "final_step": final_step}
     result = await engine.transition(
         Transition(
             job_key,
-            f"{step}:{job.get('run', 1)}",
+            final_step,
             set=fields,
             require={"status": rec.RUNNING},
             messages=tuple(_parent_messages(job, fields)),
