@@ -21,7 +21,18 @@ class _Registry:
         self.connections: dict[object, Connection] = {}
         self.engines: dict[int, Engine] = {}
         self.callbacks: dict[tuple[int, str], Any] = {}
-        self.lock = asyncio.Lock()
+        self._locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
+
+    @property
+    def lock(self) -> asyncio.Lock:
+        """One lock per event loop: an asyncio.Lock used in one loop cannot be awaited in another
+        (a process may run several ``asyncio.run`` in turn)."""
+        loop = asyncio.get_running_loop()
+        found = self._locks.get(loop)
+        if found is None:
+            self._locks = {k: v for k, v in self._locks.items() if not k.is_closed()}
+            found = self._locks[loop] = asyncio.Lock()
+        return found
 
     async def connection(self, given: ConnectionLike) -> Connection:
         if isinstance(given, Connection):

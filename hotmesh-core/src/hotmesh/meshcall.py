@@ -385,8 +385,17 @@ async def _write_outcome(engine: Engine, delivery: Delivery, outcome: dict[str, 
     ttl = body.get("ttl")
     cache_ttl = timedelta(seconds=float(ttl)) if isinstance(ttl, (int, float)) else None
     result = await engine.transition(
-        Transition(job_id, "outcome", set=outcome, require={"status": "pending"}, expire=cache_ttl or RESULT_GRACE)
+        Transition(
+            job_id,
+            "outcome",
+            set=outcome,
+            require={"status": "pending"},
+            expire=cache_ttl or RESULT_GRACE,
+            read=("status", "result", "error"),
+        )
     )
+    if result.status is TransitionStatus.DUPLICATE:  # an earlier run wrote it: announce that one
+        outcome = dict(result.fields)
     cache_key = body.get("cache_key")
     if (
         result.status is TransitionStatus.APPLIED
