@@ -15,13 +15,9 @@ from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext, api
 
-from hotmesh.errors import HotMeshError, ProviderError
+from hotmesh.errors import ConfigError, HotMeshError, ProviderError
 from hotmesh.providers import Capability, ProviderInfo
 from hotmesh_nats._config import ConnectSettings, check_namespace, parse
-
-
-async def _quiet(_exc: Exception) -> None:
-    """nats-py logs every reconnect attempt by default; the provider reports errors itself."""
 
 
 class NatsProvider:
@@ -64,19 +60,38 @@ class NatsProvider:
             raise ProviderError(f"nats {self.role} provider for {self.display_url} is closed")
         if self._nc is not None:
             return
-        nc = Client()
         kwargs = self._settings.connect_kwargs()
+        if "user_credentials" in kwargs or "nkeys_seed" in kwargs:
+            try:
+                import nkeys  # noqa: F401  (nats-py signs the server's nonce with it)
+            except ImportError:
+                raise ConfigError(
+                    f"nats {self.role}: creds_file / nkeys_seed_file need the 'nkeys' package:"
+                    " pip install 'hotmesh-nats[nkeys]'"
+                ) from None
+        nc = Client()
+        last: list[Exception] = []
+
+        async def remember(exc: Exception) -> None:
+            # Instead of nats-py's default (a log line per reconnect attempt): the provider
+            # reports errors itself. nats-py reports why each attempt failed (refused, "Authorization Violation", TLS)
+            # here and keeps retrying; the last reason goes into our error.
+            last[:] = [exc]
+
         try:
             await asyncio.wait_for(
-                nc.connect(error_cb=_quiet, **kwargs), self._settings.options.open_timeout
+                nc.connect(error_cb=remember, **kwargs), self._settings.options.open_timeout
             )
         except asyncio.CancelledError:
             await _close_quietly(nc)
             raise
         except (TimeoutError, NatsError, OSError) as exc:
             await _close_quietly(nc)
+            why = f"{type(exc).__name__}: {exc}".rstrip(": ")
+            if last and last[0] is not exc:
+                why += f" (last error: {type(last[0]).__name__}: {last[0]})"
             raise ProviderError(
-                f"cannot connect to NATS at {self.display_url}: {type(exc).__name__}: {exc}"
+                f"cannot connect to NATS at {self.display_url}: {self._settings.scrub(why)}"
             ) from exc
         self._nc = nc
         self._js = nc.jetstream(timeout=self._settings.options.request_timeout)

@@ -64,6 +64,16 @@ class ConnectSettings:
     options: NatsOptions
     tls: bool
 
+    def scrub(self, text: str) -> str:
+        """``text`` with every password, token and user name of these settings masked."""
+        o = self.options
+        for secret in (o.password, o.token):
+            if secret is not None and secret.get_secret_value():
+                text = text.replace(secret.get_secret_value(), "***")
+        if o.user:
+            text = text.replace(o.user, "***")
+        return text
+
     def connect_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``nats.connect`` (secrets revealed only here)."""
         o = self.options
