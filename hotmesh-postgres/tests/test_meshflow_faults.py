@@ -99,9 +99,7 @@ async def env(
         url=server.url, store=server.url, stream=server.url, sub=server.url,
         namespace=namespace, timer_lease=5, environ={},
     )  # fmt: skip
-    # A Connection of our own, not the config: the runtime's registry lock stays bound to the
-    # first test's event loop (hotmesh-core/src/hotmesh/_runtime.py:24), so a second test that
-    # passes a config fails with "bound to a different event loop".
+    # A Connection of our own (not the config) so this test closes exactly what it opened.
     connection = Connection(config)
     try:
         yield MeshFlow.Client(connection=connection), workers
