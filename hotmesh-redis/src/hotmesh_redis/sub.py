@@ -1,8 +1,9 @@
 """RedisSub: pub/sub on channels ``hm:u:<ns>:<topic>`` (Sub rules 1-5).
 
-Each subscription owns one pub/sub connection and a reader task. After a connection loss the
-reader reconnects with backoff and the driver re-issues SUBSCRIBE/PSUBSCRIBE; messages
-published while disconnected are gone (pub/sub stores nothing: Sub rule 1). In cluster mode
+All subscriptions of a provider share one pub/sub connection and one reader task (see _Hub).
+After a connection loss the reader reconnects with backoff and the driver re-issues
+SUBSCRIBE/PSUBSCRIBE; messages published while disconnected are gone (pub/sub stores nothing:
+Sub rule 1). In cluster mode
 classic pub/sub is broadcast over the cluster bus, so a plain connection to the seed node
 serves.
 """
@@ -27,59 +28,17 @@ _CLOSED: Any = object()
 
 
 class RedisSubscription:
-    """One SUBSCRIBE or PSUBSCRIBE and the task that reads it."""
+    """One subscription: a queue fed by the provider's shared pub/sub connection."""
 
-    def __init__(self, owner: RedisSub, channel: str, pattern: bool) -> None:
-        self._owner = owner
-        self._channel = channel
-        self._pattern = pattern
+    def __init__(self, hub: _Hub, channel: str, pattern: bool) -> None:
+        self._hub = hub
+        self.key = (pattern, channel)
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
-        self._pubsub = owner.pubsub_client.pubsub()
-        self._task: asyncio.Task[None] | None = None
         self._closed = False
 
-    async def start(self, timeout: float) -> None:
-        """Subscribe and wait for the server's confirmation (Sub rule 1: after return, receive)."""
-        ps = self._pubsub
-        with self._owner.errors("subscribe"):
-            if self._pattern:
-                await ps.psubscribe(self._channel)
-            else:
-                await ps.subscribe(self._channel)
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + timeout
-            while True:
-                left = deadline - loop.time()
-                if left <= 0:
-                    raise ProviderError(
-                        f"redis sub: no subscribe confirmation from {self._owner.settings.where}"
-                    )
-                msg = await ps.get_message(timeout=left)
-                if msg and msg["type"] in ("subscribe", "psubscribe"):
-                    break
-        self._task = asyncio.create_task(self._pump(), name=f"hotmesh-redis-sub:{self._channel}")
-
-    async def _pump(self) -> None:
-        backoff = 0.05
-        prefix_len = len(self._owner.channel_prefix)
-        while not self._closed:
-            try:
-                msg = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
-                backoff = 0.05
-            except (rexc.ConnectionError, rexc.TimeoutError, OSError):
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
-                with contextlib.suppress(rexc.ConnectionError, rexc.TimeoutError, OSError):
-                    await self._pubsub.connect()  # type: ignore[no-untyped-call]  # re-subscribes
-                continue
-            if not msg or msg.get("type") not in ("message", "pmessage"):
-                continue
-            try:
-                payload = loads(msg["data"])
-            except ValueError:
-                continue
-            if isinstance(payload, dict):
-                self._queue.put_nowait(SubMessage(topic=msg["channel"][prefix_len:], payload=payload))
+    def deliver(self, message: SubMessage) -> None:
+        if not self._closed:
+            self._queue.put_nowait(message)
 
     def __aiter__(self) -> AsyncIterator[SubMessage]:
         return self._iterate()
@@ -105,21 +64,128 @@ class RedisSubscription:
         return result
 
     async def aclose(self) -> None:
-        """Unsubscribe and stop the reader; idempotent (Sub rule 4)."""
+        """Stop receiving; idempotent (Sub rule 4)."""
         if self._closed:
             return
         self._closed = True
-        self._owner.forget(self)
         # Drop anything not yet consumed: nothing is received after aclose (Sub rule 4).
         while not self._queue.empty():
             self._queue.get_nowait()
         self._queue.put_nowait(_CLOSED)
-        if self._task is not None:
-            self._task.cancel()
+        await self._hub.remove(self)
+
+
+class _Hub:
+    """One pub/sub connection per provider, shared by all its subscriptions.
+
+    A subscription costs one SUBSCRIBE on an open connection (none when its channel is already
+    subscribed), not a new TCP connection: ``MeshCall.exec`` and ``handle.result`` subscribe once
+    per call. A single reader task dispatches messages and the server's confirmations; after a
+    connection loss it reconnects with backoff and the driver re-issues every SUBSCRIBE.
+    """
+
+    def __init__(self, owner: RedisSub) -> None:
+        self._owner = owner
+        self._pubsub: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._listeners: dict[tuple[bool, str], set[RedisSubscription]] = {}
+        self._confirmed: dict[tuple[bool, str], asyncio.Future[None]] = {}
+        self._lock = asyncio.Lock()
+
+    async def add(self, sub: RedisSubscription, timeout: float) -> None:
+        """Register ``sub``; return once the server confirmed its channel (Sub rule 1)."""
+        pattern, channel = sub.key
+        async with self._lock:
+            if self._pubsub is None:
+                self._pubsub = self._owner.pubsub_client.pubsub()
+            listeners = self._listeners.setdefault(sub.key, set())
+            listeners.add(sub)
+            confirmed = self._confirmed.get(sub.key)
+            if confirmed is None:
+                confirmed = self._confirmed[sub.key] = asyncio.get_running_loop().create_future()
+                with self._owner.errors("subscribe"):
+                    if pattern:
+                        await self._pubsub.psubscribe(channel)
+                    else:
+                        await self._pubsub.subscribe(channel)
+                if self._task is None or self._task.done():
+                    self._task = asyncio.create_task(self._pump(), name="hotmesh-redis-sub")
+        try:
+            await asyncio.wait_for(asyncio.shield(confirmed), timeout)
+        except TimeoutError:
+            await self.remove(sub)
+            raise ProviderError(f"redis sub: no subscribe confirmation from {self._owner.settings.where}") from None
+
+    async def remove(self, sub: RedisSubscription) -> None:
+        pattern, channel = sub.key
+        async with self._lock:
+            listeners = self._listeners.get(sub.key)
+            if listeners is None:
+                return
+            listeners.discard(sub)
+            if listeners:
+                return
+            del self._listeners[sub.key]
+            self._confirmed.pop(sub.key, None)
+            if self._pubsub is not None:
+                with contextlib.suppress(Exception):  # the channel is forgotten locally anyway
+                    if pattern:
+                        await self._pubsub.punsubscribe(channel)
+                    else:
+                        await self._pubsub.unsubscribe(channel)
+
+    async def _pump(self) -> None:
+        backoff = 0.05
+        prefix_len = len(self._owner.channel_prefix)
+        while True:
+            try:
+                msg = await self._pubsub.get_message(ignore_subscribe_messages=False, timeout=None)
+                backoff = 0.05
+            except (rexc.ConnectionError, rexc.TimeoutError, OSError):
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                with contextlib.suppress(rexc.ConnectionError, rexc.TimeoutError, OSError):
+                    await self._pubsub.connect()  # re-subscribes every channel
+                continue
+            if not msg:
+                continue
+            kind = msg.get("type")
+            if kind in ("subscribe", "psubscribe"):
+                waiting = self._confirmed.get((kind == "psubscribe", str(msg["channel"])))
+                if waiting is not None and not waiting.done():
+                    waiting.set_result(None)
+                continue
+            if kind == "message":
+                key = (False, str(msg["channel"]))
+            elif kind == "pmessage":
+                key = (True, str(msg["pattern"]))
+            else:
+                continue
+            listeners = self._listeners.get(key)
+            if not listeners:
+                continue
+            try:
+                payload = loads(msg["data"])
+            except ValueError:
+                continue
+            if isinstance(payload, dict):
+                message = SubMessage(topic=str(msg["channel"])[prefix_len:], payload=payload)
+                for sub in list(listeners):
+                    sub.deliver(message)
+
+    async def aclose(self) -> None:
+        for listeners in list(self._listeners.values()):
+            for sub in list(listeners):
+                await sub.aclose()
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-        with contextlib.suppress(Exception):
-            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+                await task
+        ps, self._pubsub = self._pubsub, None
+        if ps is not None:
+            with contextlib.suppress(Exception):
+                await ps.aclose()
 
 
 class RedisSub(RedisProvider):
@@ -130,7 +196,7 @@ class RedisSub(RedisProvider):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._subs: set[RedisSubscription] = set()
+        self._hub: _Hub | None = None
         self._pubsub_client: aioredis.Redis | None = None
 
     @property
@@ -152,26 +218,21 @@ class RedisSub(RedisProvider):
 
     async def _on_open(self, client: Client) -> None:
         kwargs = self.settings.client_kwargs(blocking=True)
-        # Each subscription holds its connection for its lifetime: pool_size bounds commands in
-        # flight, not how many subscriptions a process may hold (MeshCall.exec makes one a call).
-        # (redis-py's pool would default to 100: the server's maxclients is the real bound.)
-        kwargs["max_connections"] = 2**31
+        kwargs["max_connections"] = 4  # one shared pub/sub connection (plus a spare on reconnect)
         self._pubsub_client = aioredis.Redis(**kwargs)
+        self._hub = _Hub(self)
 
     async def aclose(self) -> None:
         """Close every subscription, then the pools."""
-        for sub in list(self._subs):
-            await sub.aclose()
+        hub, self._hub = self._hub, None
+        if hub is not None:
+            await hub.aclose()
         ps, self._pubsub_client = self._pubsub_client, None
         try:
             if ps is not None:
                 await ps.aclose()
         finally:
             await super().aclose()
-
-    def forget(self, sub: RedisSubscription) -> None:
-        """A subscription closed itself."""
-        self._subs.discard(sub)
 
     @staticmethod
     def _check_topic(topic: str) -> str:
@@ -196,13 +257,10 @@ class RedisSub(RedisProvider):
             channel = self.channel_prefix + _GLOB_SPECIAL.sub(r"\\\1", topic)
         else:
             channel = self.channel_prefix + topic
-        sub = RedisSubscription(self, channel, pattern)
-        try:
-            await sub.start(self.settings.options.connect_timeout + 5.0)
-        except BaseException:
-            await sub.aclose()
-            raise
-        self._subs.add(sub)
+        self.client  # noqa: B018 - raises when closed
+        assert self._hub is not None
+        sub = RedisSubscription(self._hub, channel, pattern)
+        await self._hub.add(sub, self.settings.options.connect_timeout + 5.0)
         return sub
 
     async def purge(self) -> None:
