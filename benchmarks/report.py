@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Turn one or more ``meshcall_bench.py --json`` files into the Markdown tables of README.md.
+"""Turn ``meshcall_bench.py`` / ``meshflow_bench.py`` / ``meshdata_bench.py`` ``--json`` files into README tables.
 
 Why: the README's numbers must be the measured ones, not retyped. Several files (several full
 runs) are merged: every latency and throughput figure is the median over all runs of all files,
@@ -380,21 +380,33 @@ def meshdata_markdown(reports: Sequence[dict[str, Any]]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Print the tables for the JSON files named on the command line."""
+    """Print the tables for the JSON files named on the command line.
+
+    MeshCall, MeshFlow (``"bench": "meshflow"``) and MeshData (``"bench": "meshdata"``) files may
+    be mixed: each kind gets its own section.
+    """
     paths = list(sys.argv[1:] if argv is None else argv)
     if not paths:
         print(__doc__)
         return 2
-    reports = []
+    kinds: dict[str, list[dict[str, Any]]] = {}
     for path in paths:
         with open(path, encoding="utf-8") as handle:
-            reports.append(json.load(handle))
-    runs = "; ".join(
-        f"{re.sub(r'[+]00:00$', ' UTC', r['date'])} ({r['machine']}{', ' + r['note'] if r.get('note') else ''})"
-        for r in reports
-    )
-    print(f"Python {reports[0]['python']}. Runs ended: {runs}\n")
-    print(markdown(merge(reports)))
+            report = json.load(handle)
+        kinds.setdefault(report.get("bench", "meshcall"), []).append(report)
+    for kind, reports in kinds.items():
+        runs = "; ".join(
+            f"{re.sub(r'[+]00:00$', ' UTC', r['date'])} ({r['machine']}{', ' + r['note'] if r.get('note') else ''})"
+            for r in reports
+        )
+        print(f"## {kind}\n\nPython {reports[0]['python']}. Runs ended: {runs}\n")
+        if kind == "meshflow":
+            print(meshflow_markdown(reports))
+        elif kind == "meshdata":
+            print(meshdata_markdown(reports))
+        else:
+            print(markdown(merge(reports)))
+        print()
     return 0
 
 
