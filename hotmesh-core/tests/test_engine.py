@@ -76,3 +76,27 @@ async def test_quorum_roll_call_lists_live_engines_and_their_streams() -> None:
     assert [p["engine_id"] for p in profiles] == [engine.engine_id]
     assert profiles[0]["streams"] == ["orders"]
     await connection.aclose()
+
+
+async def test_routers_trim_what_every_group_acked() -> None:
+    """Streams stay bounded: a router trims fully acked messages beyond RETAIN as it goes."""
+    from hotmesh.engine.router import RETAIN, TRIM_EVERY
+
+    connection, engine = await _engine("trim")
+    handled: list[int] = []
+
+    async def handler(delivery: Delivery) -> None:
+        handled.append(1)
+
+    await engine.serve("busy", handler, group="g", concurrency=50)
+    total = RETAIN + 2 * TRIM_EVERY
+    await connection.stream.publish([Message("busy", {"n": i}) for i in range(total)])
+    for _ in range(500):
+        if len(handled) == total and await connection.stream.length("busy") <= RETAIN + TRIM_EVERY:
+            break
+        await asyncio.sleep(0.02)
+    await engine.stop()
+    assert len(handled) == total
+    assert await connection.stream.length("busy") <= RETAIN + TRIM_EVERY
+    assert await connection.stream.backlog("busy", "g") == 0
+    await connection.aclose()

@@ -22,6 +22,11 @@ from hotmesh.providers import Capability, Delivery, ReadRequest, Stream
 
 log = logging.getLogger("hotmesh.engine")
 
+TRIM_EVERY = 500
+"""Acks between two trims of a stream by one router."""
+RETAIN = 1000
+"""Fully acked messages a trim leaves in the stream (recent history for inspection)."""
+
 Handler = Callable[[Delivery], Awaitable[None]]
 DeadLetterHook = Callable[[Delivery, BaseException], Awaitable[None]]
 
@@ -83,6 +88,8 @@ class Router:
         self.on_dead_letter = on_dead_letter
         self.block = block
         self._inflight: dict[asyncio.Task[None], Delivery] = {}
+        self._acked = 0
+        self._trimming: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
 
@@ -131,10 +138,21 @@ class Router:
             await self.handler(delivery)
             crashpoint("router.before_ack")
             await self.stream.ack(self.stream_name, self.group, [delivery.id])
+            self._acked += 1
+            if self._acked % TRIM_EVERY == 0 and (self._trimming is None or self._trimming.done()):
+                self._trimming = asyncio.create_task(self._trim(), name=f"trim:{self.stream_name}")
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             await self._failed(delivery, exc)
+
+    async def _trim(self) -> None:
+        """Drop fully acked messages beyond the retained tail (Stream rule 10 never drops unacked
+        ones), so a stream's storage stays bounded however long the system runs."""
+        try:
+            await self.stream.trim(self.stream_name, max_length=RETAIN)
+        except Exception:  # housekeeping: the next round tries again
+            log.warning("could not trim %s", self.stream_name, exc_info=True)
 
     async def _failed(self, delivery: Delivery, exc: Exception) -> None:
         attempt = delivery.delivery_count
@@ -157,6 +175,8 @@ class Router:
     async def stop(self, grace: float = 5.0) -> None:
         """Stop reading, let in-flight work finish for ``grace`` seconds, release the rest."""
         self._stopping.set()
+        if self._trimming is not None:
+            self._trimming.cancel()
         if self._loop_task is not None:
             self._loop_task.cancel()
             await asyncio.gather(self._loop_task, return_exceptions=True)
