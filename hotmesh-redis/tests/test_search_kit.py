@@ -57,3 +57,12 @@ def test_whole_kit_on_redis_with_query_engine(search_redis: PrivateRedis) -> Non
     output = result.stdout[-6000:] + result.stderr[-2000:]
     assert result.returncode == 0, output
     assert "search unavailable" not in result.stdout, output
+
+
+def test_kit_meshdata_suite_on_redis_with_query_engine(search_redis: PrivateRedis) -> None:
+    """MeshData (records, find_where against a brute-force oracle, hostile values, ttl,
+    namespaces) on the Redis query engine: every test runs, none skipped."""
+    result = run_kit(search_redis.url, "hotmesh_conformance.suite.test_meshdata", "-rs")
+    output = result.stdout[-6000:] + result.stderr[-2000:]
+    assert result.returncode == 0, output
+    assert _passed(result.stdout) >= 7 and "skipped" not in result.stdout, output
