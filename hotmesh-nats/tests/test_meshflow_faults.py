@@ -145,12 +145,8 @@ async def _run_through_fault(
     config = _config(url, namespace)
     client = MeshFlow.Client(connection=config)
     try:
-        # The first start alone: it opens the process-wide connection. Concurrent first uses
-        # would contend on hotmesh._runtime's lock, which stays bound to the event loop of an
-        # earlier test (core bug, reported: RuntimeError "bound to a different event loop").
-        handles = [await client.workflow.start(_flows.run_shape, args=[_shape(0)], task_queue=QUEUE)]
-        handles += await asyncio.gather(
-            *(client.workflow.start(_flows.run_shape, args=[_shape(i)], task_queue=QUEUE) for i in range(1, count))
+        handles = await asyncio.gather(
+            *(client.workflow.start(_flows.run_shape, args=[_shape(i)], task_queue=QUEUE) for i in range(count))
         )
         # Fault while work is in flight: some activities ran, most have not.
         await _wait_for(lambda: len(worker.runs()) >= count // 2, 60, "activities to start")

@@ -65,13 +65,11 @@ class ConnectSettings:
     tls: bool
 
     def scrub(self, text: str) -> str:
-        """``text`` with every password, token and user name of these settings masked."""
+        """``text`` with the password and token of these settings masked."""
         o = self.options
         for secret in (o.password, o.token):
             if secret is not None and secret.get_secret_value():
                 text = text.replace(secret.get_secret_value(), "***")
-        if o.user:
-            text = text.replace(o.user, "***")
         return text
 
     def connect_kwargs(self) -> dict[str, Any]:
