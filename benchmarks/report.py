@@ -223,9 +223,11 @@ def meshflow_markdown(results_or_reports: Sequence[dict[str, Any]], floors: dict
     out = [
         "#### start -> result latency (one workflow at a time) and workflows/s (many started at once)",
         "",
-        "| backend | worker | 1 act p50 / p95 ms | × floor | 5 seq p50 / p95 ms | gather 5 p50 / p95 ms "
-        "| 1 act wf/s | 5 seq wf/s | gather 5 wf/s | in flight | signal→result p50 / p95 ms |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "Latencies: p50 / p95 ms (p50 as a multiple of the backend's bare round trip, the median floor of the runs)",
+        "",
+        "| backend | worker | 1 activity | 5 sequential | gather of 5 "
+        "| 1 act wf/s | 5 seq wf/s | gather 5 wf/s | in flight | signal → result |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, m in merged.items():
         rtt = _median(m["floors"])
@@ -233,20 +235,20 @@ def meshflow_markdown(results_or_reports: Sequence[dict[str, Any]], floors: dict
             runs = [r for r in runs if r]
             if not runs:
                 if worker == "other process" and name.startswith("memory"):
-                    out.append(f"| {name} | {worker} | n/a (memory:// is per process) | | | | | | | | |")
+                    out.append(f"| {name} | {worker} | n/a (memory:// is per process) | | | | | | | |")
                 continue
-            def lat(shape: str, runs: list[dict[str, Any]] = runs) -> str:
-                return f"{_f(_mfmedian(runs, 'lat_' + shape, 'p50_ms'), 1)} / {_f(_mfmedian(runs, 'lat_' + shape, 'p95_ms'), 1)}"
-            p50 = _mfmedian(runs, "lat_wf_one", "p50_ms")
-            multiple = f"{p50 / rtt:.0f}×" if p50 and rtt else "–"
+            def lat(shape: str, runs: list[dict[str, Any]] = runs, rtt: float | None = rtt) -> str:
+                key = shape if shape == "signal" else "lat_" + shape
+                p50, p95 = _mfmedian(runs, key, "p50_ms"), _mfmedian(runs, key, "p95_ms")
+                times = f" ({p50 / rtt:.0f}×)" if p50 and rtt else ""
+                return f"{_f(p50, 1)} / {_f(p95, 1)}{times}"
             tputs = [_f(_mfmedian(runs, "tput_" + s, "wf_per_s"), 0) for s in ("wf_one", "wf_seq5", "wf_par5")]
             errors = sum(sum(r["tput_" + s]["errors"].values()) for r in runs for s in ("wf_one", "wf_seq5", "wf_par5"))
             inflight = runs[-1]["tput_wf_one"]["inflight"]
             out.append(
-                f"| {name} | {worker} | {lat('wf_one')} | {multiple} | {lat('wf_seq5')} | {lat('wf_par5')} | "
+                f"| {name} | {worker} | {lat('wf_one')} | {lat('wf_seq5')} | {lat('wf_par5')} | "
                 + " | ".join(tputs)
-                + f" | {inflight}{f' ({errors} errors)' if errors else ''} | "
-                f"{_f(_mfmedian(runs, 'signal', 'p50_ms'), 1)} / {_f(_mfmedian(runs, 'signal', 'p95_ms'), 1)} |"
+                + f" | {inflight}{f' ({errors} errors)' if errors else ''} | {lat('signal')} |"
             )
     out += [
         "",
