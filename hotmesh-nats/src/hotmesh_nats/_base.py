@@ -13,6 +13,7 @@ import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext, api
 
 from hotmesh.errors import ConfigError, HotMeshError, ProviderError
@@ -192,6 +193,27 @@ class NatsProvider:
                 return got, status
             finally:
                 await sub.unsubscribe()
+
+    async def add_throwaway_consumer(
+        self, stream: str, config: api.ConsumerConfig
+    ) -> api.ConsumerInfo:
+        """Create an ephemeral consumer, asking again after a short wait.
+
+        In a cluster that just lost a node, the server may place the consumer on the dead node
+        and never answer. Another request is usually placed on a live node, so each attempt
+        waits at most 2 s, within ``request_timeout`` in all. An attempt that was answered late
+        leaves a consumer the server deletes after its ``inactive_threshold``.
+        """
+        budget = self._settings.options.request_timeout
+        loop = asyncio.get_running_loop()
+        end = loop.time() + budget
+        while True:
+            left = end - loop.time()
+            try:
+                return await self.js.add_consumer(stream, config, timeout=max(min(2.0, left), 0.1))
+            except NatsTimeoutError:
+                if end - loop.time() <= 0:
+                    raise
 
     @asynccontextmanager
     async def errors(self, operation: str) -> AsyncIterator[None]:

@@ -309,7 +309,7 @@ class NatsStore(NatsProvider):
         prefix = f"$KV.{self._bucket}."
         out: list[tuple[str, int, dict[str, Any]]] = []
         async with self.errors("scan timers"):
-            info = await self.js.add_consumer(
+            info = await self.add_throwaway_consumer(
                 stream,
                 api.ConsumerConfig(
                     deliver_policy=api.DeliverPolicy.LAST_PER_SUBJECT,
