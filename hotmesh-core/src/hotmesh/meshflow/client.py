@@ -144,8 +144,8 @@ class _Workflows:
         conn = await self._client._connection()
         if keep is not None and Capability.STORE_TTL not in conn.store.capabilities:
             raise CapabilityNotSupportedError(conn.store.name, "expire (STORE_TTL)", "start without expire=")
-        _, known = await conn.store.get_cached(rec.registry_key(queue))
-        if isinstance(known, list) and known and name not in known:
+        known = await _registered(conn, queue, name)
+        if known and name not in known:
             raise WorkflowNotFoundError(f"no worker of task queue {queue!r} serves workflow {name!r}; registered there: {known}")
         engine = await self._client._engine()
         handle = WorkflowHandle(self._client, wid, task_queue=queue, workflow_name=name)
@@ -193,6 +193,25 @@ class Client:
     ) -> WorkflowHandle:
         """Shortcut for ``client.workflow.get_handle``."""
         return self.workflow.get_handle(task_queue, workflow_name, workflow_id)
+
+
+REGISTRY_TTL = 5.0
+"""Seconds a client trusts its copy of a queue's registered workflow names (a miss re-reads)."""
+
+_registry_cache: dict[tuple[int, str], tuple[float, list[str]]] = {}
+
+
+async def _registered(conn: Connection, queue: str, name: str) -> list[str]:
+    """The workflow names workers registered on ``queue``; cached briefly per connection, and
+    read again when ``name`` is missing, so a worker that just registered it is never refused."""
+    key = (id(conn), queue)
+    cached = _registry_cache.get(key)
+    if cached is not None and time.monotonic() - cached[0] < REGISTRY_TTL and name in cached[1]:
+        return cached[1]
+    _, found = await conn.store.get_cached(rec.registry_key(queue))
+    names = [str(n) for n in found] if isinstance(found, list) else []
+    _registry_cache[key] = (time.monotonic(), names)
+    return names
 
 
 def _settle(workflow_id: str, fields: dict[str, JSONValue]) -> Any:

@@ -188,7 +188,8 @@ class Worker:
             if not await self._record(job, run, seq, rec.ok(signal.data, "signal")):
                 return
             crashpoint("workflow.after_record")
-        await self._advance(workflow_id, delivery.id)
+        snapshot = body.get("job") if kind == "start" and delivery.delivery_count == 1 else None
+        await self._advance(workflow_id, delivery.id, snapshot if isinstance(snapshot, dict) else None)
 
     async def _expire(self, workflow_id: str) -> None:
         """A finished record's ttl ran out: remove its search document, then the job."""
@@ -210,12 +211,16 @@ class Worker:
         )
         return result.status is not TransitionStatus.REJECTED
 
-    async def _advance(self, workflow_id: str, delivery_id: str) -> None:
-        """Replay until the workflow finishes or waits on calls that are all dispatched."""
+    async def _advance(self, workflow_id: str, delivery_id: str, snapshot: dict[str, JSONValue] | None = None) -> None:
+        """Replay until the workflow finishes or waits on calls that are all dispatched.
+
+        ``snapshot`` (the new job's fields, carried by its start message) stands in for the first
+        read; every later round reads the job from the store.
+        """
         job_key = rec.job_id(workflow_id)
         store = self.connection.store
         for _ in range(MAX_ROUNDS):
-            job = await store.get_job(job_key)
+            job, snapshot = (snapshot, None) if snapshot is not None else (await store.get_job(job_key), None)
             if job is None:
                 return
             if job.get("status") != rec.RUNNING:
@@ -658,10 +663,13 @@ def new_workflow_job(
     if expire is not None:
         fields["expire"] = expire
     fields.update(extra or {})
+    # The start message carries the new job's fields: the first workflow task replays from them
+    # without reading the job back (one round trip less per workflow; the gen guard of its
+    # transitions still catches anything that changed the job in between).
     return NewJob(
         rec.job_id(workflow_id),
         fields,
-        messages=(rec.run_message(task_queue, workflow_id, "start"),),
+        messages=(rec.run_message(task_queue, workflow_id, "start", job=dict(fields)),),
     )
 
 
