@@ -127,3 +127,15 @@ def test_continue_as_new_is_an_outcome_not_a_failure() -> None:
 def test_workflow_api_outside_a_workflow_is_a_clear_error() -> None:
     with pytest.raises(HotMeshError, match="inside a workflow"):
         workflow.now()
+
+
+def test_two_different_activities_under_one_name_are_refused() -> None:
+    from hotmesh.errors import ValidationError
+
+    def other() -> None:
+        pass
+
+    other.__name__ = "double_it"
+    workflow.proxy_activities([double_it])  # the same function again: fine
+    with pytest.raises(ValidationError, match="double_it"):
+        workflow.proxy_activities([other])

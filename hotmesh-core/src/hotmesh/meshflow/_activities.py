@@ -18,13 +18,10 @@ _REGISTRY: dict[str, Callable[..., Any]] = {}
 def register_activity(name: str, fn: Callable[..., Any]) -> None:
     """Make ``fn`` runnable by name in this process; a different function under a taken name is an error."""
     known = _REGISTRY.get(name)
-    if known is not None and known is not fn and getattr(known, "__func__", known) is not getattr(fn, "__func__", fn):
-        if getattr(known, "__qualname__", None) != getattr(fn, "__qualname__", None) or getattr(
-            known, "__module__", None
-        ) != getattr(fn, "__module__", None):
-            raise ValidationError(
-                f"two different activities are named {name!r} ({_where(known)} and {_where(fn)}): rename one"
-            )
+    # The same function registered again (a module proxied twice, a fresh instance's bound
+    # method) is fine: it has the same qualified name. A different one under the name is not.
+    if known is not None and _where(known) != _where(fn):
+        raise ValidationError(f"two different activities are named {name!r} ({_where(known)} and {_where(fn)}): rename one")
     _REGISTRY[name] = fn
 
 

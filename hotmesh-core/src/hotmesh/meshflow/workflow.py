@@ -65,7 +65,7 @@ class ActivityProxy:
         return call
 
     def __iter__(self) -> Any:
-        """Unpack in definition order: ``greet, saludar = proxy_activities(...)``."""
+        """Unpack in name order: ``greet, saludar = proxy_activities([greet, saludar])``."""
         return iter(getattr(self, n) for n in sorted(self._names))
 
     def __dir__(self) -> list[str]:
