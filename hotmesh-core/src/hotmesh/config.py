@@ -41,6 +41,8 @@ class HotMeshConfig(BaseModel):
         timer_lease: seconds a scheduler holds a claimed timer before another engine may fire
             it; a crashed engine's timers fire this much late (at most), a live engine must
             publish within it.
+        max_payload_bytes: the largest JSON argument, result or signal accepted (default 1 MiB,
+            the default max_payload of a NATS server); bigger ones fail at the call site.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -54,6 +56,7 @@ class HotMeshConfig(BaseModel):
     options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     search_required: bool = False
     timer_lease: float = Field(default=30.0, gt=0.0, le=3600.0)
+    max_payload_bytes: int = Field(default=1_048_576, ge=1024)
 
     @field_validator("url", "store", "stream", "sub", "search")
     @classmethod
@@ -96,6 +99,8 @@ def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
         found["namespace"] = environ["HOTMESH_NAMESPACE"]
     if environ.get("HOTMESH_TIMER_LEASE"):
         found["timer_lease"] = environ["HOTMESH_TIMER_LEASE"]
+    if environ.get("HOTMESH_MAX_PAYLOAD_BYTES"):
+        found["max_payload_bytes"] = environ["HOTMESH_MAX_PAYLOAD_BYTES"]
     return found
 
 

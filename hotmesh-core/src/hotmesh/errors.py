@@ -7,7 +7,8 @@ caller can catch one class. The tree::
     ├── ConfigError                  bad configuration: URL, option, role mix
     │   └── ProviderNotFoundError    no installed provider for a scheme/name
     ├── ValidationError              bad input to an API call (topic, ttl, cron, ...)
-    │   └── SerializationError       a value is not JSON-serializable (names the path)
+    │   ├── SerializationError       a value is not JSON-serializable (names the path)
+    │   └── PayloadTooLargeError     a value is over max_payload_bytes (names the limit)
     ├── CapabilityNotSupportedError  a provider was asked for something it does not declare
     ├── ProviderError                a backend failed or is unreachable (URL shown without password)
     ├── DuplicateJobError            a job / workflow id already exists
@@ -41,6 +42,7 @@ __all__ = [
     "InterruptedError",
     "JobNotFoundError",
     "NonDeterminismError",
+    "PayloadTooLargeError",
     "ProviderError",
     "ProviderNotFoundError",
     "RemoteError",
@@ -93,6 +95,10 @@ class ProviderNotFoundError(ConfigError):
 
 class ValidationError(HotMeshError, ValueError):
     """An argument to a public call is invalid; raised before anything is written."""
+
+
+class PayloadTooLargeError(ValidationError):
+    """An argument, result or signal is bigger than the configured payload limit (named)."""
 
 
 class SerializationError(ValidationError):

@@ -29,12 +29,19 @@ from typing import Any
 
 import anyio
 
+from hotmesh._payload import check_size
 from hotmesh._runtime import ConnectionLike
 from hotmesh._runtime import runtime as _registry
 from hotmesh.engine.durations import Duration, Interval, parse_duration
 from hotmesh.engine.engine import Engine, headers_for, wait_for_shutdown_signal
 from hotmesh.engine.router import RetryPolicy
-from hotmesh.errors import RemoteError, SerializationError, TimeoutError, ValidationError
+from hotmesh.errors import (
+    PayloadTooLargeError,
+    RemoteError,
+    SerializationError,
+    TimeoutError,
+    ValidationError,
+)
 from hotmesh.providers import (
     Delivery,
     JSONValue,
@@ -185,6 +192,7 @@ class MeshCall:
             raise ValidationError("ttl caches a result under an id: pass id= as well")
         wait = parse_duration(timeout, what="timeout").total_seconds()
         conn = await _registry.connection(connection)
+        check_size(call_args, "args", conn.config.max_payload_bytes)
         engine = _registry.engine(conn)
         store = conn.store
         cache_key = f"mc:{topic}:{call_id}" if call_id is not None else None
@@ -440,7 +448,8 @@ async def _handle(engine: Engine, topic: str, delivery: Delivery) -> None:
         return
     try:
         check_json(result, "result")
-    except SerializationError as exc:
+        check_size(result, "result", engine.connection.config.max_payload_bytes)
+    except (SerializationError, PayloadTooLargeError) as exc:
         await _write_outcome(engine, delivery, {"status": "error", "error": _describe_exception(exc)})
         return
     await _write_outcome(engine, delivery, {"status": "done", "result": result})

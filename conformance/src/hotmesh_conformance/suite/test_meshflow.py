@@ -377,3 +377,15 @@ async def test_worker_killed_after_dispatch_before_ack_the_workflow_completes(
     assert await handle.result(timeout=60) == [0.2, 9, "go"]
     doubles = collections.Counter(r[2] for r in flow_workers.runs("double"))
     assert all(n >= 1 for n in doubles.values())
+
+
+async def test_payloads_over_the_limit_fail_at_the_call_site(client: MeshFlow.Client) -> None:
+    """C7 payload limits: arguments and signals over max_payload_bytes raise PayloadTooLargeError
+    naming the limit, before anything is written; an activity result over it fails the call."""
+    big = "x" * 1_100_000
+    with pytest.raises(errors.PayloadTooLargeError, match="1,048,576"):
+        await client.workflow.start(_flows.waiter, args=[big], task_queue=QUEUE, workflow_id="too-big")
+    with pytest.raises(errors.WorkflowNotFoundError):
+        await client.workflow.get_handle(workflow_id="too-big").status()
+    with pytest.raises(errors.PayloadTooLargeError, match="signal data"):
+        await client.signal("never-sent", {"blob": big})

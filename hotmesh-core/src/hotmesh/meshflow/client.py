@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
+from hotmesh._payload import check_size
 from hotmesh._runtime import ConnectionLike, runtime
 from hotmesh.connection import Connection
 from hotmesh.engine.durations import Duration, parse_duration
@@ -142,6 +143,7 @@ class _Workflows:
         if on_duplicate not in ("error", "use_existing"):
             raise ValidationError(f"on_duplicate must be 'error' or 'use_existing', got {on_duplicate!r}")
         conn = await self._client._connection()
+        check_size(call_args, "args", conn.config.max_payload_bytes)
         if keep is not None and Capability.STORE_TTL not in conn.store.capabilities:
             raise CapabilityNotSupportedError(conn.store.name, "expire (STORE_TTL)", "start without expire=")
         known = await _registered(conn, queue, name)
@@ -186,7 +188,9 @@ class Client:
         if not isinstance(signal_id, str) or not signal_id:
             raise ValidationError(f"signal_id must be a non-empty string, got {signal_id!r}")
         check_json(data, "data")
-        return await deliver_signal(await self._connection(), signal_id, data, delivery_id=uuid.uuid4().hex)
+        conn = await self._connection()
+        check_size(data, "signal data", conn.config.max_payload_bytes)
+        return await deliver_signal(conn, signal_id, data, delivery_id=uuid.uuid4().hex)
 
     def get_handle(
         self, task_queue: str | None = None, workflow_name: str | None = None, workflow_id: str | None = None
