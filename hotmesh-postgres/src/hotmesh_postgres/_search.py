@@ -10,6 +10,7 @@ own text parser would split e-mail addresses, hyphens and paths differently from
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -37,6 +38,8 @@ from hotmesh_postgres._base import PostgresProvider
 _WORD = re.compile(r"\w+")
 _FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NUMERIC_OPS = {Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">="}
+_SPEC_TTL = 5.0
+"""Seconds a cached index spec is trusted before it is re-read (another process may replace it)."""
 
 
 def words(text: str) -> list[str]:
@@ -169,6 +172,12 @@ class PostgresSearch(PostgresProvider):
     )
 
     async def _spec(self, index: str) -> IndexSpec:
+        """The index's spec: cached per provider, re-read on a miss or after ``_SPEC_TTL`` s."""
+        cache: dict[str, tuple[IndexSpec, float]] = self.__dict__.setdefault("_spec_cache", {})
+        found = cache.get(index)
+        now = time.monotonic()
+        if found is not None and now - found[1] < _SPEC_TTL:
+            return found[0]
         rows = await self._fetchall(
             sql.SQL("SELECT spec FROM {} WHERE name = %s").format(
                 self.names.qualified("search_indexes")
@@ -176,8 +185,14 @@ class PostgresSearch(PostgresProvider):
             (index,),
         )
         if not rows:
+            cache.pop(index, None)
             raise ValidationError(f"search index {index!r} does not exist")
-        return _spec_from_json(index, rows[0][0])
+        spec = _spec_from_json(index, rows[0][0])
+        cache[index] = (spec, now)
+        return spec
+
+    def _forget(self, index: str) -> None:
+        self.__dict__.setdefault("_spec_cache", {}).pop(index, None)
 
     async def create_index(self, spec: IndexSpec, /) -> None:
         """Declare or replace an index definition (Search rule 1)."""
@@ -193,6 +208,7 @@ class PostgresSearch(PostgresProvider):
             ).format(self.names.qualified("search_indexes")),
             (spec.name, _spec_to_json(spec)),
         )
+        self.__dict__.setdefault("_spec_cache", {})[spec.name] = (spec, time.monotonic())
 
     async def drop_index(self, index: str, /) -> None:
         """Remove the index and its documents (Search rule 7)."""
@@ -204,6 +220,7 @@ class PostgresSearch(PostgresProvider):
             ).format(docs=q("search_docs"), idx=q("search_indexes")),
             (index, index),
         )
+        self._forget(index)
 
     async def upsert(self, index: str, doc_id: str, fields: Mapping[str, JSONValue], /) -> None:
         """Merge fields into a document (Search rules 2, 3)."""
@@ -263,21 +280,22 @@ class PostgresSearch(PostgresProvider):
         order = self._order(compiler, query)
         if query.offset < 0 or query.limit < 0:
             raise ValidationError("offset and limit must be >= 0")
+        # The page is a LIMIT/OFFSET scan in an order the indexes can serve; the total is a
+        # separate count(*) over the same predicate in the same statement (one round trip).
         statement = sql.SQL(
-            "WITH m AS (SELECT doc_id, fields, row_number() OVER (ORDER BY {order}) AS rn"
-            " FROM {docs} WHERE index_name = {index} AND {where})"
-            " SELECT (SELECT count(*) FROM m), coalesce((SELECT jsonb_agg("
-            "jsonb_build_array(doc_id, fields) ORDER BY rn) FROM m"
-            " WHERE rn > {lo} AND rn <= {hi}), '[]'::jsonb)"
+            "SELECT (SELECT count(*) FROM {docs} WHERE index_name = %s AND {where}),"
+            " coalesce((SELECT jsonb_agg(jsonb_build_array(doc_id, fields) ORDER BY {order})"
+            " FROM (SELECT doc_id, fields FROM {docs} WHERE index_name = %s AND {where}"
+            " ORDER BY {order} LIMIT {limit} OFFSET {offset}) s), '[]'::jsonb)"
         ).format(
             order=order,
             docs=self.names.qualified("search_docs"),
-            index=sql.Literal(query.index),
             where=where,
-            lo=sql.Literal(query.offset),
-            hi=sql.Literal(query.offset + query.limit),
+            limit=sql.Literal(query.limit),
+            offset=sql.Literal(query.offset),
         )
-        row = await self._fetchone(statement, compiler.params)
+        params = [query.index, *compiler.params, query.index, *compiler.params]
+        row = await self._fetchone(statement, params)
         wanted = query.fields or tuple(f.name for f in spec.fields)
         hits = tuple(
             Hit(doc_id, {k: fields[k] for k in wanted if k in fields}) for doc_id, fields in row[1]
