@@ -280,22 +280,21 @@ class PostgresSearch(PostgresProvider):
         order = self._order(compiler, query)
         if query.offset < 0 or query.limit < 0:
             raise ValidationError("offset and limit must be >= 0")
-        # The page is a LIMIT/OFFSET scan in an order the indexes can serve; the total is a
-        # separate count(*) over the same predicate in the same statement (one round trip).
         statement = sql.SQL(
-            "SELECT (SELECT count(*) FROM {docs} WHERE index_name = %s AND {where}),"
-            " coalesce((SELECT jsonb_agg(jsonb_build_array(doc_id, fields) ORDER BY {order})"
-            " FROM (SELECT doc_id, fields FROM {docs} WHERE index_name = %s AND {where}"
-            " ORDER BY {order} LIMIT {limit} OFFSET {offset}) s), '[]'::jsonb)"
+            "WITH m AS (SELECT doc_id, fields, row_number() OVER (ORDER BY {order}) AS rn"
+            " FROM {docs} WHERE index_name = {index} AND {where})"
+            " SELECT (SELECT count(*) FROM m), coalesce((SELECT jsonb_agg("
+            "jsonb_build_array(doc_id, fields) ORDER BY rn) FROM m"
+            " WHERE rn > {lo} AND rn <= {hi}), '[]'::jsonb)"
         ).format(
             order=order,
             docs=self.names.qualified("search_docs"),
+            index=sql.Literal(query.index),
             where=where,
-            limit=sql.Literal(query.limit),
-            offset=sql.Literal(query.offset),
+            lo=sql.Literal(query.offset),
+            hi=sql.Literal(query.offset + query.limit),
         )
-        params = [query.index, *compiler.params, query.index, *compiler.params]
-        row = await self._fetchone(statement, params)
+        row = await self._fetchone(statement, compiler.params)
         wanted = query.fields or tuple(f.name for f in spec.fields)
         hits = tuple(
             Hit(doc_id, {k: fields[k] for k in wanted if k in fields}) for doc_id, fields in row[1]
