@@ -280,8 +280,10 @@ class Worker:
             now = (await self.connection.store.now()).timestamp()  # timers follow the store's clock
         sets: dict[str, JSONValue] = {"gen": (gen if isinstance(gen, int) else 0) + 1}
         messages: list[Message] = []
+        dispatched: list[tuple[Command, dict[str, JSONValue]]] = []
         for command in commands:
             details = dict(command.details)
+            dispatched.append((command, details))
             if command.type == "sleep":
                 details["due"] = now + float(details.get("seconds", 0.0))  # type: ignore[arg-type]
             sets[f"d:{command.seq}"] = {
@@ -307,12 +309,8 @@ class Worker:
             return None
         crashpoint("workflow.after_dispatch")
         resolved = False
-        for command in commands:
-            record = sets[f"d:{command.seq}"]
-            assert isinstance(record, dict)
-            cmd = record["cmd"]
-            assert isinstance(cmd, dict)
-            resolved = await self._side_effect(workflow_id, run, command.seq, command.type, cmd) or resolved
+        for command, details in dispatched:
+            resolved = await self._side_effect(workflow_id, run, command.seq, command.type, details) or resolved
         crashpoint("workflow.after_side_effects")
         return resolved
 
@@ -401,7 +399,8 @@ class Worker:
             return await self._start_child(workflow_id, run, seq, kind, cmd)
         if kind == "search":
             try:
-                value = await self._search_op(workflow_id, f"rec:{run}:{seq}", cmd)
+                # MeshData record operation: the job is the record, the search document its index.
+                value = await record_operation(self.engine, workflow_id, f"rec:{run}:{seq}", cmd)
             except (ValidationError, CapabilityNotSupportedError, WorkflowNotFoundError) as exc:
                 return await self._record(job_key, run, seq, rec.failed(rec.describe_exception(exc), "search"))
             return await self._record(job_key, run, seq, rec.ok(value, "search"))
@@ -410,14 +409,6 @@ class Worker:
             done = await interrupt_workflow(self.engine, target, missing_ok=True)
             return await self._record(job_key, run, seq, rec.ok(done, "interrupt"))
         raise ValidationError(f"unknown durable call type {kind!r}")
-
-    async def _search_op(self, workflow_id: str, step: str, cmd: dict[str, JSONValue]) -> JSONValue:
-        """MeshData record operations from inside a workflow (each one a durable call).
-
-        The job holds the record (fields ``r.<name>``, the source of truth; increments are
-        atomic there); the search document is its index, written after the store.
-        """
-        return await record_operation(self.engine, workflow_id, step, cmd)
 
     async def _start_child(self, workflow_id: str, run: int, seq: int, kind: str, cmd: dict[str, JSONValue]) -> bool:
         job_key = rec.job_id(workflow_id)
