@@ -35,6 +35,20 @@ def test_token_in_url_and_options() -> None:
     assert kw["nkeys_seed"] == "/seed.nk"
 
 
+def test_url_query_options() -> None:
+    """Query parameters are options (they used to be dropped silently); the mapping wins."""
+    s = parse("nats://h1,h2:4223?creds_file=/u.creds&open_timeout=3&client_name=w1", {"client_name": "w2"}, "nats")
+    assert s.servers == ("nats://h1:4222", "nats://h2:4223") and "creds" not in s.display
+    assert s.options.creds_file == "/u.creds" and s.options.open_timeout == 3.0 and s.options.client_name == "w2"
+    kw = parse("nats://h?nkeys_seed_file=/seed.nk", {}, "nats").connect_kwargs()
+    assert kw["nkeys_seed"] == "/seed.nk"
+    with pytest.raises(ConfigError, match="nope"):
+        parse("nats://h?nope=1", {}, "nats")
+    with pytest.raises(ConfigError) as caught:
+        parse("nats://h?password=SECRET&replicas=x", {}, "nats")
+    assert "SECRET" not in str(caught.value)
+
+
 def test_tls_scheme() -> None:
     s = parse("tls://h:4443", {}, "nats")
     assert s.tls and "tls" in s.connect_kwargs()

@@ -18,7 +18,7 @@ from nats.js import JetStreamContext, api
 
 from hotmesh.errors import ConfigError, HotMeshError, ProviderError
 from hotmesh.providers import Capability, ProviderInfo
-from hotmesh_nats._config import ConnectSettings, check_namespace, parse
+from hotmesh_nats._config import ConnectSettings, check_key_files, check_namespace, parse
 
 
 class NatsProvider:
@@ -70,6 +70,7 @@ class NatsProvider:
                     f"nats {self.role}: creds_file / nkeys_seed_file need the 'nkeys' package:"
                     " pip install 'hotmesh-nats[nkeys]'"
                 ) from None
+            check_key_files(self._settings.options, f"nats {self.role}")
         nc = Client()
         last: list[Exception] = []
 

@@ -1,7 +1,8 @@
 """Connection strings and options of the NATS providers, parsed without I/O (Provider rule 1).
 
-A URL is ``nats://[user:password@|token@]host[:port][,host2[:port]...]`` (``tls://`` for TLS);
-each comma-separated entry may repeat the scheme. The credentials are taken out of the server
+A URL is ``nats://[user:password@|token@]host[:port][,host2[:port]...][?option=value&...]``
+(``tls://`` for TLS); each comma-separated entry may repeat the scheme. Query parameters are
+options (``?nkeys_seed_file=/path/user.nk``); the options mapping wins over them. The credentials are taken out of the server
 list and handed to nats-py separately, so that no server URL we ever show carries a secret.
 """
 
@@ -11,8 +12,9 @@ import re
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic import ValidationError as PydanticValidationError
@@ -104,6 +106,35 @@ class ConnectSettings:
         return kwargs
 
 
+def check_key_files(options: NatsOptions, provider: str) -> None:
+    """Read ``nkeys_seed_file`` / ``creds_file`` once before connecting, so that a missing file or
+    a malformed seed is a ConfigError naming the option and the path, never the file's content
+    (nats-py would otherwise fail with a bare nkeys error, or only after the server's nonce).
+    Needs the ``nkeys`` package (the caller checks that it is importable)."""
+    import nkeys
+
+    for option, path in (("nkeys_seed_file", options.nkeys_seed_file), ("creds_file", options.creds_file)):
+        if not path:
+            continue
+        try:
+            content = Path(path).read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"{provider}: cannot read {option} {path!r}: {exc.strerror or type(exc).__name__}") from None
+        if option == "creds_file":
+            lines = content.splitlines()
+            marks = [i for i, line in enumerate(lines) if b"BEGIN NATS USER JWT" in line or b"BEGIN USER NKEY SEED" in line]
+            if len(marks) != 2 or any(i + 1 >= len(lines) for i in marks):
+                raise ConfigError(
+                    f"{provider}: {option} {path!r} is not a NATS credentials file"
+                    " (it needs a USER JWT block and a USER NKEY SEED block)"
+                )
+            content = lines[marks[-1] + 1]
+        try:
+            nkeys.from_seed(bytearray(content.strip())).wipe()
+        except Exception:  # nkeys raises its own errors and binascii/ValueError ones
+            raise ConfigError(f"{provider}: {option} {path!r} does not hold a valid NKey seed") from None
+
+
 def check_namespace(namespace: str) -> str:
     """Namespaces become subject tokens and stream/bucket names: letters, digits, underscore."""
     if not isinstance(namespace, str) or not _NAMESPACE.match(namespace):
@@ -128,6 +159,7 @@ def parse(url: str, options: Mapping[str, Any], provider: str) -> ConnectSetting
     user: str | None = None
     password: str | None = None
     servers: list[str] = []
+    query: dict[str, str] = {}
     for raw in rest.split(","):
         entry = raw.strip()
         if not entry:
@@ -140,7 +172,8 @@ def parse(url: str, options: Mapping[str, Any], provider: str) -> ConnectSetting
         except ValueError as exc:
             raise ConfigError(f"malformed NATS URL {redact_url(url)!r}: {exc}") from None
         if parts.scheme.lower() not in SCHEMES or not parts.hostname:
-            raise ConfigError(f"malformed NATS URL {redact_url(url)!r}: bad server {raw!r}")
+            raise ConfigError(f"malformed NATS URL {redact_url(url)!r}: bad server {redact_url(raw)!r}")
+        query.update(parse_qsl(parts.query, keep_blank_values=True))
         if parts.username is not None and user is None:
             user = unquote(parts.username)
             password = unquote(parts.password) if parts.password is not None else None
@@ -148,6 +181,12 @@ def parse(url: str, options: Mapping[str, Any], provider: str) -> ConnectSetting
         servers.append(f"{parts.scheme.lower()}://{host}:{port}")
     if not servers:
         raise ConfigError(f"malformed NATS URL {redact_url(url)!r}: no server")
+    if query:
+        # URL options (e.g. ?creds_file=...): the options mapping wins over them.
+        try:
+            opts = NatsOptions.model_validate({**query, **dict(options)})
+        except PydanticValidationError as exc:
+            raise invalid_option(provider, exc) from None
     updates: dict[str, Any] = {}
     if user is not None and password is not None and opts.user is None:
         updates = {"user": user, "password": SecretStr(password)}
