@@ -170,3 +170,46 @@ def ci(session: nox.Session) -> None:
     _conformance(session, tmp)
     _nats_mixes(session, tmp)
     _examples(session, tmp)
+
+
+# ---------------------------------------------------------------------------------------------
+# bench (issue 9): ours side by side with the TypeScript original, DBOS and Celery. Not part of
+# `ci` (it takes minutes and loads the shared servers). `nox -s bench -- --quick` is the smoke
+# variant (< ~5 min), `nox -s bench` the full one (~45 min); both write benchmarks/results/<run>/
+# and benchmarks/REPORT.md (+ benchmarks/report/*.png). See benchmarks/README.md.
+# ---------------------------------------------------------------------------------------------
+
+BENCH_PEERS = ["dbos>=3.4", "celery[redis]>=5.5", "matplotlib>=3.8", "py-spy>=0.4"]
+
+
+def _bench_install(session: nox.Session) -> None:
+    editable: list[str] = []
+    for name in PACKAGES:
+        if (ROOT / name / "pyproject.toml").is_file():
+            editable += ["-e", f"./{name}"]
+    session.install(*BENCH_PEERS, *editable)
+
+
+def _bench_ts_anchor(session: nox.Session) -> str:
+    """`npm ci` in the TypeScript anchor; '' (the report then says the TS rows were not run) if impossible."""
+    anchor = Path(os.environ.get("HOTMESH_TS_ANCHOR", str(ROOT.parent / "shared" / "anchors" / "hotmesh-ts")))
+    if not (anchor / "package-lock.json").is_file():
+        session.warn(f"bench: no TypeScript anchor at {anchor}: its rows are not run")
+        return ""
+    if session.run("npm", "--version", external=True, silent=True, success_codes=range(256)) is None:
+        return ""
+    try:
+        session.run("npm", "ci", "--no-audit", "--no-fund", "--loglevel=error", external=True, cwd=str(anchor))
+    except Exception as exc:  # nox raises CommandFailed; the report says why the TS rows are missing
+        session.warn(f"bench: npm ci failed in {anchor} ({exc}): the TypeScript rows are not run")
+        return f"!npm ci failed in {anchor}"
+    return str(anchor)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Issue 9 benchmarks (ours vs the TS original, DBOS, Celery) -> benchmarks/REPORT.md. `-- --quick` = smoke."""
+    _bench_install(session)
+    anchor = "" if "--no-ts" in session.posargs else _bench_ts_anchor(session)
+    session.run("python", str(ROOT / "benchmarks" / "bench_all.py"), "--ts-anchor", anchor, *session.posargs,
+                env={"PYTHONUNBUFFERED": "1"})
