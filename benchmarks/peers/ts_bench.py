@@ -98,7 +98,37 @@ def _purge_redis(ns_list: list[str], db: int = 1) -> int:
     return deleted
 
 
-def run(anchor: Path, backend: str, quick: bool, suspended: int = 0) -> dict[str, Any]:
+def _meshcall(anchor: Path, backend: str, env: dict[str, str], idx: int, tag: str, out: dict[str, Any]) -> None:
+    sizes = {k: str(v) for k, v in SIZES[("meshcall", backend)][idx].items()}
+    code, _stdout, stderr = _node(anchor, ["bench-meshcall.js", backend], {**env, **sizes, "CONC": "50", "MAX_S": "170"},
+                                  200, anchor)
+    out["meshcall"] = _take_result(anchor, f"meshcall-{backend}-{tag}")
+    if code != 0 or out["meshcall"] is None:
+        out["errors"].append(f"bench-meshcall.js {backend} exited {code}: {stderr.strip()[-400:]}")
+    log(f"  ts meshcall {backend}: {(out['meshcall'] or {}).get('median')}")
+
+
+def _meshflow(anchor: Path, backend: str, env: dict[str, str], idx: int, tag: str, quick: bool,
+              out: dict[str, Any]) -> None:
+    """The anchor's phases; postgres split in two invocations in the full run (each under its 170 s cap)."""
+    sizes = {k: str(v) for k, v in SIZES[("meshflow", backend)][idx].items()}
+    groups = ["lat,tput1,seq5,par5,signal"] if (quick or backend == "redis") else ["lat,signal", "tput1,seq5,par5"]
+    out["meshflow"] = []
+    for gi, phases in enumerate(groups):
+        gtag = f"{tag}g{gi}"
+        code, _stdout, stderr = _node(anchor, ["bench-meshflow.js", backend],
+                                      {**env, **sizes, "TAG": gtag, "PHASES": phases, "SERVER_STATS": "1", "MAX_S": "170"},
+                                      200, anchor)
+        got = _take_result(anchor, f"meshflow-{backend}-{gtag}")
+        if got is not None:
+            out["meshflow"].append(got)
+        if code != 0 or got is None:
+            out["errors"].append(f"bench-meshflow.js {backend} {phases} exited {code}: {stderr.strip()[-400:]}")
+    log(f"  ts meshflow {backend}: {len(out['meshflow'])} result file(s)")
+
+
+def run(anchor: Path, backend: str, quick: bool, suspended: int = 0,
+        cases: tuple[str, ...] = ("meshcall", "meshflow", "latency")) -> dict[str, Any]:
     tag = f"hmb{uuid.uuid4().hex[:8]}"
     ns, ns_call = f"{tag}f", f"{tag}c"
     env = {"TSBENCH_NS": ns, "TSBENCH_CALL_NS": ns_call, "TAG": tag, "REPS": "1"}
@@ -110,36 +140,17 @@ def run(anchor: Path, backend: str, quick: bool, suspended: int = 0) -> dict[str
     out: dict[str, Any] = {"bench": "ts", "backend": backend, "date": now_iso(), "namespace": ns, "errors": []}
     idx = 0 if quick else 1
     try:
-        # MeshCall
-        sizes = {k: str(v) for k, v in SIZES[("meshcall", backend)][idx].items()}
-        code, stdout, stderr = _node(anchor, ["bench-meshcall.js", backend], {**env, **sizes, "CONC": "50", "MAX_S": "170"},
-                                     200, anchor)
-        out["meshcall"] = _take_result(anchor, f"meshcall-{backend}-{tag}")
-        if code != 0 or out["meshcall"] is None:
-            out["errors"].append(f"bench-meshcall.js {backend} exited {code}: {stderr.strip()[-400:]}")
-        log(f"  ts meshcall {backend}: {(out['meshcall'] or {}).get('median')}")
-        # MeshFlow (the anchor's phases; postgres split in two invocations in the full run)
-        sizes = {k: str(v) for k, v in SIZES[("meshflow", backend)][idx].items()}
-        groups = ["lat,tput1,seq5,par5,signal"] if (quick or backend == "redis") else ["lat,signal", "tput1,seq5,par5"]
-        out["meshflow"] = []
-        for gi, phases in enumerate(groups):
-            gtag = f"{tag}g{gi}"
-            code, stdout, stderr = _node(anchor, ["bench-meshflow.js", backend],
-                                         {**env, **sizes, "TAG": gtag, "PHASES": phases, "SERVER_STATS": "1", "MAX_S": "170"},
-                                         200, anchor)
-            got = _take_result(anchor, f"meshflow-{backend}-{gtag}")
-            if got is not None:
-                out["meshflow"].append(got)
-            if code != 0 or got is None:
-                out["errors"].append(f"bench-meshflow.js {backend} {phases} exited {code}: {stderr.strip()[-400:]}")
-        log(f"  ts meshflow {backend}: {len(out['meshflow'])} result file(s)")
-        # our extension: every shape one at a time
-        sizes = {k: str(v) for k, v in SIZES[("latency", backend)][idx].items()}
-        code, stdout, stderr = _node(anchor, [str(TS_DIR / "bench-latency.js"), backend], {**env, **sizes, "CAP_S": "60"},
-                                     120, TS_DIR)
-        out["latency"] = _last_json(stdout)
-        if code != 0 or out["latency"] is None:
-            out["errors"].append(f"bench-latency.js {backend} exited {code}: {stderr.strip()[-400:]}")
+        if "meshcall" in cases:
+            _meshcall(anchor, backend, env, idx, tag, out)
+        if "meshflow" in cases:
+            _meshflow(anchor, backend, env, idx, tag, quick, out)
+        if "latency" in cases:  # our extension: every shape one at a time
+            sizes = {k: str(v) for k, v in SIZES[("latency", backend)][idx].items()}
+            code, stdout, stderr = _node(anchor, [str(TS_DIR / "bench-latency.js"), backend],
+                                         {**env, **sizes, "CAP_S": "60"}, 120, TS_DIR)
+            out["latency"] = _last_json(stdout)
+            if code != 0 or out["latency"] is None:
+                out["errors"].append(f"bench-latency.js {backend} exited {code}: {stderr.strip()[-400:]}")
         if suspended and backend == "redis":
             code, stdout, stderr = _node(anchor, [str(TS_DIR / "bench-suspended.js"), backend],
                                          {**env, "N_SUSP": str(suspended), "START_CONC": "100"}, 600, TS_DIR)
@@ -170,10 +181,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", choices=("redis", "postgres"), required=True)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--suspended", type=int, default=0, help="wfSignal workflows for the memory row (redis; 0: skip)")
+    parser.add_argument("--cases", default="meshcall,meshflow,latency", help="any of meshcall,meshflow,latency ('' = none)")
     parser.add_argument("--json")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    result = run(Path(args.anchor).resolve(), args.backend, args.quick, args.suspended)
+    cases = tuple(c for c in args.cases.split(",") if c)
+    result = run(Path(args.anchor).resolve(), args.backend, args.quick, args.suspended, cases)
     result["seconds"] = time.perf_counter() - started
     if args.json:
         write_json(args.json, result)
