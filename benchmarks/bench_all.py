@@ -179,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     if reach["postgres"] is None:
         pg_db = uid("hmbench_ours")
         ours_pg = create_database(POSTGRES_URL, pg_db)
+        meta["ours_postgres_url"] = ours_pg
+        write_json(out_dir / "meta.json", meta)
     ours_urls = [u for u, ok in ((REDIS_URL, reach["redis"] is None), (ours_pg, ours_pg is not None),
                                  (NATS_URL, reach["nats"] is None)) if ok and u]
     run = Runner(out_dir, quick)
