@@ -473,7 +473,7 @@ def build(data: dict[str, Any], plot_dir: Path, plot_rel: str) -> str:
     w("| target | measured (median over rounds) | verdict |")
     w("|---|---|---|")
     r_mc, p_mc, n_mc = omc.get("redis", {}), omc.get("postgres", {}), omc.get("nats", {})
-    r_mf, p_mf, n_mf, s_mf = omf.get("redis", {}), omf.get("postgres", {}), omf.get("nats", {}), omf.get("sqlite", {})
+    r_mf, p_mf, n_mf = omf.get("redis", {}), omf.get("postgres", {}), omf.get("nats", {})
     w(f"| Redis MeshCall.exec p50 ≤ 1.5 ms | {fmt(med(r_mc.get('p50', [])))} ms | {verdict(med(r_mc.get('p50', [])), 1.5, at_most=True)} |")
     w(f"| Redis ≥ 2,000 calls/s | {fmt(med(r_mc.get('cps', [])))} calls/s @50 | {verdict(med(r_mc.get('cps', [])), 2000, at_most=False)} |")
     w(f"| Redis 1-activity workflow p50 ≤ 5 ms | {fmt(med(r_mf.get('p50_wf_one', [])))} ms | "
