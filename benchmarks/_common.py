@@ -177,12 +177,41 @@ def counter_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, in
     return {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0) > 0}
 
 
-async def pg_database_stats(url: str) -> dict[str, int]:
-    """xact_commit / rollback / tuples of the URL's database (``pg_stat_database``; ~0.5 s stale)."""
+async def _pg_connect(url: str) -> Any:
+    """Connect, retrying for ~15 s while the shared server says "too many clients"."""
+    import asyncio
+
     import psycopg
 
+    for attempt in range(30):
+        try:
+            return await psycopg.AsyncConnection.connect(url, autocommit=True)
+        except psycopg.OperationalError as exc:
+            if "too many clients" not in str(exc) or attempt == 29:
+                raise
+            await asyncio.sleep(0.5)
+    raise AssertionError("unreachable")
+
+
+def _pg_connect_sync(url: str) -> Any:
+    import time
+
+    import psycopg
+
+    for attempt in range(30):
+        try:
+            return psycopg.connect(url, autocommit=True)
+        except psycopg.OperationalError as exc:
+            if "too many clients" not in str(exc) or attempt == 29:
+                raise
+            time.sleep(0.5)
+    raise AssertionError("unreachable")
+
+
+async def pg_database_stats(url: str) -> dict[str, int]:
+    """xact_commit / rollback / tuples of the URL's database (``pg_stat_database``; ~0.5 s stale)."""
     dbname = urlsplit(url).path.lstrip("/")
-    async with await psycopg.AsyncConnection.connect(admin_url(url), autocommit=True) as conn:
+    async with await _pg_connect(admin_url(url)) as conn:
         await conn.execute("SELECT pg_stat_clear_snapshot()")
         row = await (await conn.execute(
             "SELECT xact_commit, xact_rollback, tup_inserted, tup_updated, tup_deleted, tup_returned"
@@ -223,17 +252,13 @@ def with_database(url: str, dbname: str) -> str:
 
 def create_database(url: str, dbname: str) -> str:
     """CREATE DATABASE ``dbname`` on ``url``'s server; returns its URL."""
-    import psycopg
-
-    with psycopg.connect(admin_url(url), autocommit=True) as conn:
+    with _pg_connect_sync(admin_url(url)) as conn:
         conn.execute(f'CREATE DATABASE "{dbname}"')
     return with_database(url, dbname)
 
 
 def drop_database(url: str, dbname: str) -> None:
-    import psycopg
-
-    with psycopg.connect(admin_url(url), autocommit=True) as conn:
+    with _pg_connect_sync(admin_url(url)) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
 
 

@@ -80,8 +80,9 @@ async def _server_counts(url: str) -> dict[str, int]:
 
 
 async def _settle(url: str) -> None:
-    # pg_stat_database is flushed by backends at most every ~0.5 s (PGSTAT_MIN_INTERVAL)
-    await asyncio.sleep(0.8 if _scheme(url).startswith("postgres") else 0.3)
+    # PostgreSQL 15 backends flush their statistics when idle, at most every 1 s and at the latest
+    # after 10 s (PGSTAT_IDLE_INTERVAL): pg_stat_database lags that much
+    await asyncio.sleep(11.0 if _scheme(url).startswith("postgres") else 0.3)
 
 
 async def case_ops(url: str, n: int) -> dict[str, Any]:
@@ -102,15 +103,16 @@ async def case_ops(url: str, n: int) -> dict[str, Any]:
         window = time.perf_counter() - begin
         await _settle(url)
         after = await _server_counts(url)
-        idle0 = await _server_counts(url)
+        idle0 = after
         await asyncio.sleep(window)
         await _settle(url)
         idle1 = await _server_counts(url)
         busy, idle = counter_delta(before, after), counter_delta(idle0, idle1)
         scheme = _scheme(url)
-        what = ("Redis commands (INFO commandstats, server-wide)" if scheme.startswith("redis")
+        what = ("Redis commands (INFO commandstats: server-wide, other clients of the shared server included)" if scheme.startswith("redis")
                 else "PostgreSQL commits (pg_stat_database.xact_commit, private database)" if scheme.startswith("postgres")
-                else "JetStream API requests (account info api.total)" if scheme == "nats" else "")
+                else "JetStream API requests ($JS.API.*, account info api.total: KV reads/writes and stream publishes are not"
+                " API requests)" if scheme == "nats" else "")
         out.update({
             "what": what,
             "window_s": window,
@@ -279,7 +281,7 @@ def summarize_collapsed(lines: list[str], top: int = 25) -> dict[str, Any]:
         "samples": samples,
         "idle_in_epoll_samples": idle,
         "top_own": [(short(f), c, round(100 * c / samples, 1)) for f, c in own.most_common(top)] if samples else [],
-        "top_total": [(short(f), c, round(100 * c / samples, 1)) for f, c in total.most_common(top + 10)] if samples else [],
+        "top_total": [(short(f), c, round(100 * c / samples, 1)) for f, c in total.most_common(top + 50)] if samples else [],
     }
 
 

@@ -50,6 +50,16 @@ SIZES = {
 
 
 def _node(anchor: Path, argv: list[str], env: dict[str, str], timeout: float, cwd: Path) -> tuple[int, str, str]:
+    """Run one script; once more after 10 s if the shared PostgreSQL refused a connection (too many clients)."""
+    code, stdout, stderr = _node_once(anchor, argv, env, timeout, cwd)
+    if code != 0 and ("too many clients" in stderr or "53300" in stderr):
+        log(f"  {argv[0]}: the shared PostgreSQL said 'too many clients'; retrying once in 10 s")
+        time.sleep(10)
+        code, stdout, stderr = _node_once(anchor, argv, env, timeout, cwd)
+    return code, stdout, stderr
+
+
+def _node_once(anchor: Path, argv: list[str], env: dict[str, str], timeout: float, cwd: Path) -> tuple[int, str, str]:
     full_env = {**os.environ, **env, "NODE_PATH": str(anchor / "node_modules"), "TSBENCH_DIR": str(anchor),
                 "HMSH_LOGLEVEL": "warn", "NODE_NO_WARNINGS": "1"}
     try:
