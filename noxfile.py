@@ -191,13 +191,16 @@ def _bench_install(session: nox.Session) -> None:
 
 
 def _bench_ts_anchor(session: nox.Session) -> str:
-    """`npm ci` in the TypeScript anchor; '' (the report then says the TS rows were not run) if impossible."""
+    """`npm ci` in the TypeScript anchor; '' or '!why' (the report then says the TS rows were not run) if impossible."""
+    import shutil
+
     anchor = Path(os.environ.get("HOTMESH_TS_ANCHOR", str(ROOT.parent / "shared" / "anchors" / "hotmesh-ts")))
     if not (anchor / "package-lock.json").is_file():
         session.warn(f"bench: no TypeScript anchor at {anchor}: its rows are not run")
-        return ""
-    if session.run("npm", "--version", external=True, silent=True, success_codes=range(256)) is None:
-        return ""
+        return f"!no TypeScript anchor at {anchor}"
+    if shutil.which("npm") is None:
+        session.warn("bench: npm not found: the TypeScript rows are not run")
+        return "!npm not found"
     try:
         session.run("npm", "ci", "--no-audit", "--no-fund", "--loglevel=error", external=True, cwd=str(anchor))
     except Exception as exc:  # nox raises CommandFailed; the report says why the TS rows are missing
