@@ -37,7 +37,7 @@ SIZES = {
     ("meshcall", "postgres"): ({"N_LAT": 5, "N_TPUT": 30, "WARMUP": 2}, {"N_LAT": 30, "N_TPUT": 300, "WARMUP": 3}),
     ("meshflow", "redis"): (
         {"N_LAT": 20, "N_WF": 60, "START_CONC": 60, "N_MULTI": 30, "N_SIG": 5},
-        {"N_LAT": 100, "N_WF": 300, "START_CONC": 300, "N_MULTI": 200, "N_SIG": 30},
+        {"N_LAT": 100, "N_WF": 300, "START_CONC": 300, "N_MULTI": 100, "N_SIG": 30},
     ),
     ("meshflow", "postgres"): (
         {"N_LAT": 4, "N_WF": 20, "START_CONC": 20, "N_MULTI": 10, "N_SIG": 3},
@@ -45,7 +45,7 @@ SIZES = {
     ),
     ("latency", "redis"): ({"N_LAT": 10, "WARMUP": 1}, {"N_LAT": 40, "WARMUP": 3}),
     ("latency", "postgres"): ({"N_LAT": 2, "WARMUP": 1, "SHAPES": "wfSeq5,wfPar5"},
-                             {"N_LAT": 8, "WARMUP": 1, "SHAPES": "wfSeq5,wfPar5"}),
+                             {"N_LAT": 5, "WARMUP": 1, "SHAPES": "wfSeq5,wfPar5"}),
 }
 
 
@@ -127,8 +127,8 @@ def _meshflow(anchor: Path, backend: str, env: dict[str, str], idx: int, tag: st
     for gi, phases in enumerate(groups):
         gtag = f"{tag}g{gi}"
         code, _stdout, stderr = _node(anchor, ["bench-meshflow.js", backend],
-                                      {**env, **sizes, "TAG": gtag, "PHASES": phases, "SERVER_STATS": "1", "MAX_S": "170"},
-                                      200, anchor)
+                                      {**env, **sizes, "TAG": gtag, "PHASES": phases, "SERVER_STATS": "1", "MAX_S": "280"},
+                                      320, anchor)
         got = _take_result(anchor, f"meshflow-{backend}-{gtag}")
         if got is not None:
             out["meshflow"].append(got)
@@ -157,7 +157,7 @@ def run(anchor: Path, backend: str, quick: bool, suspended: int = 0,
         if "latency" in cases:  # our extension: every shape one at a time
             sizes = {k: str(v) for k, v in SIZES[("latency", backend)][idx].items()}
             code, stdout, stderr = _node(anchor, [str(TS_DIR / "bench-latency.js"), backend],
-                                         {**env, **sizes, "CAP_S": "60"}, 120, TS_DIR)
+                                         {**env, **sizes, "CAP_S": "50"}, 200, TS_DIR)
             out["latency"] = _last_json(stdout)
             if code != 0 or out["latency"] is None:
                 out["errors"].append(f"bench-latency.js {backend} exited {code}: {stderr.strip()[-400:]}")
