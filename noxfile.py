@@ -202,7 +202,8 @@ def _bench_ts_anchor(session: nox.Session) -> str:
         session.warn("bench: npm not found: the TypeScript rows are not run")
         return "!npm not found"
     try:
-        session.run("npm", "ci", "--no-audit", "--no-fund", "--loglevel=error", external=True, cwd=str(anchor))
+        with session.chdir(anchor):
+            session.run("npm", "ci", "--no-audit", "--no-fund", "--loglevel=error", external=True)
     except Exception as exc:  # nox raises CommandFailed; the report says why the TS rows are missing
         session.warn(f"bench: npm ci failed in {anchor} ({exc}): the TypeScript rows are not run")
         return f"!npm ci failed in {anchor}"

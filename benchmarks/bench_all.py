@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -109,11 +110,18 @@ class Runner:
         logfile = self.out_dir / "logs" / f"{name}.log"
         logfile.parent.mkdir(parents=True, exist_ok=True)
         with logfile.open("w") as handle:
+            proc = subprocess.Popen(argv, cwd=str(cwd or HERE.parent), stdout=handle, stderr=subprocess.STDOUT)
             try:
-                proc = subprocess.run(argv, cwd=str(cwd or HERE.parent), stdout=handle, stderr=subprocess.STDOUT,
-                                      timeout=timeout)
-                code = proc.returncode
-            except subprocess.TimeoutExpired:
+                code = proc.wait(timeout)
+            except BaseException as exc:  # timeout, Ctrl-C, SIGTERM: let the step clean up after itself first
+                proc.send_signal(signal.SIGINT)
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+                if not isinstance(exc, subprocess.TimeoutExpired):
+                    raise
                 code = 124
         seconds = time.perf_counter() - begin
         ok = target.is_file()
@@ -137,6 +145,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="results directory (default benchmarks/results/bench-<stamp>-<commit>)")
     parser.add_argument("--no-report", action="store_true")
     args = parser.parse_args(argv)
+
+    def _terminate(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, _terminate)  # so that the finally below drops the private database
     quick = args.quick
     rounds = args.rounds or (1 if quick else 3)
     commit = git_commit() or "nocommit"
