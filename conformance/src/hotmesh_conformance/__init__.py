@@ -13,6 +13,7 @@ pytest.register_assert_rewrite(
     "hotmesh_conformance.helpers",
     "hotmesh_conformance.searchmodel",
     "hotmesh_conformance.machines",
+    "hotmesh_conformance.ledger",
 )
 
 from hotmesh_conformance.helpers import forbids, requires  # noqa: E402

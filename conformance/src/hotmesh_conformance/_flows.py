@@ -14,18 +14,15 @@ from typing import Any
 
 from hotmesh import RetryPolicy, workflow
 from hotmesh.meshflow import activity_info
+from hotmesh_conformance import ledger
 
-LEDGER_ENV = "HOTMESH_KIT_LEDGER"
-"""When set, activities append ``<pid> <name> <key> <attempt>`` lines to this file (fsynced)."""
+LEDGER_ENV = ledger.LEDGER_ENV
+"""When set, activities append a line per run to this file (see :mod:`hotmesh_conformance.ledger`)."""
 
 
 def _ledger(name: str, key: str, attempt: int) -> None:
-    path = os.environ.get(LEDGER_ENV)
-    if path:
-        with open(path, "a", encoding="utf-8") as handle:
-            handle.write(f"{os.getpid()} {name} {key} {attempt}\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+    info = activity_info()
+    ledger.record_activity(name, key, attempt, info.workflow_id, info.seq)
 
 
 class Fatal(Exception):
@@ -63,8 +60,15 @@ async def slow(seconds: float, marker: str) -> str:
     return marker
 
 
+async def echo_value(value: Any) -> Any:
+    """Returns its argument (payload round trips through an activity)."""
+    info = activity_info()
+    _ledger("echo_value", info.idempotency_key, info.attempt)
+    return value
+
+
 acts = workflow.proxy_activities(
-    [double, flaky, always_fails, fatal, slow],
+    [double, flaky, always_fails, fatal, slow, echo_value],
     retry=RetryPolicy(
         max_attempts=4,
         initial_interval=timedelta(milliseconds=50),
@@ -119,6 +123,11 @@ def evaluate(shape: list[Any], signals: dict[str, Any]) -> list[Any]:
     return out
 
 
+def call_count(shape: list[Any]) -> int:
+    """How many durable calls ``run_shape`` makes for ``shape`` (its history length)."""
+    return sum(len(step[1]) if step[0] in ("gather", "signals") else 1 for step in shape)
+
+
 def signal_ids(shape: list[Any]) -> list[str]:
     """Every signal id a shape waits for (children included)."""
     found: list[str] = []
@@ -146,6 +155,16 @@ async def sleeper(seconds: float) -> float:
 async def sleep_until(due: float) -> float:
     """Sleep until the epoch time ``due`` (workflow time is deterministic: replays agree)."""
     return await workflow.sleep_for(max(0.0, due - workflow.now().timestamp()))
+
+
+async def echo(value: Any, signal_id: str | None = None) -> Any:
+    """Returns ``[value through an activity, a signal's data]`` (or the first alone): payloads
+    round trip through the start arguments, an activity's argument and result, a signal and the
+    workflow's result."""
+    echoed = await acts.echo_value(value)
+    if signal_id is None:
+        return echoed
+    return [echoed, await workflow.wait_for(signal_id)]
 
 
 async def waiter(signal_id: str) -> Any:
@@ -207,5 +226,5 @@ async def parent_of_starter(child_id: str) -> str:
 
 ALL = [
     run_shape, one_slow_call, sleeper, sleep_until, waiter, failing, fatal_flow, counter, uses_asyncio_sleep,
-    opens_a_file, deterministic, changing, signals_emitter, parent_of_starter,
+    opens_a_file, deterministic, changing, signals_emitter, parent_of_starter, echo,
 ]  # fmt: skip

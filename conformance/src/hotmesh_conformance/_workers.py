@@ -10,6 +10,7 @@ from pathlib import Path
 
 from hotmesh.config import HotMeshConfig
 from hotmesh.providers import Role
+from hotmesh_conformance.ledger import Ledger
 
 QUEUE = "kitflow"
 
@@ -20,14 +21,17 @@ class FlowWorkers:
     def __init__(self, config: HotMeshConfig, ledger: Path) -> None:
         self.config = config
         self.ledger = ledger
+        self.book = Ledger(ledger)
         self.processes: list[subprocess.Popen[str]] = []
 
-    def start(self, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    def start(self, *extra: str, env: dict[str, str] | None = None, visibility: float = 2.0,
+              concurrency: int = 50) -> subprocess.Popen[str]:  # fmt: skip
         command = [
             sys.executable, "-m", "hotmesh_conformance._meshflow_worker",
             "--store", self.config.url_for(Role.STORE), "--stream", self.config.url_for(Role.STREAM),
             "--sub", self.config.url_for(Role.SUB), "--namespace", self.config.namespace,
-            "--queue", QUEUE, "--ledger", str(self.ledger), "--visibility", "2", *extra,
+            "--queue", QUEUE, "--ledger", str(self.ledger), "--visibility", str(visibility),
+            "--timer-lease", str(self.config.timer_lease), "--concurrency", str(concurrency), *extra,
         ]  # fmt: skip
         process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
         self.processes.append(process)

@@ -74,8 +74,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--hotmesh-profile",
         default=None,
-        choices=("dev", "ci"),
-        help="hypothesis profile (default: ci when env CI is set, else dev)",
+        choices=("dev", "ci", "nightly"),
+        help="run size: hypothesis examples and the fault suite's load (ci: what CI runs in its"
+        " time budget; nightly: the full-size variants, e.g. 10,000 timers; default: ci when env"
+        " CI is set, else dev)",
     )
     parser.addini("hotmesh_xfails", "default for --hotmesh-xfails", default="")
 
@@ -118,6 +120,7 @@ def pytest_configure(config: pytest.Config) -> None:
     }
     settings.register_profile("ci", max_examples=25, derandomize=True, database=None, **common)
     settings.register_profile("dev", max_examples=15, **common)
+    settings.register_profile("nightly", max_examples=200, **common)
     profile = _profile_name(config)
     config.stash[_PROFILE_KEY] = profile
     # Passive unless the run targets the kit: other test suites in the same environment keep
@@ -149,7 +152,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         lines.append(f"  {role.value}: {redact_url(url)} -> {anyio.run(_describe, role, url)}")
     seed = config.getoption("hypothesis_seed", None)
     profile = config.getoption("hypothesis_profile", None) or config.stash[_PROFILE_KEY]
-    derandomized = settings.get_profile(profile).derandomize if profile in ("ci", "dev") else False
+    derandomized = settings.get_profile(profile).derandomize if profile in ("ci", "dev", "nightly") else False
     seed_text = seed if seed is not None else ("derandomized" if derandomized else "random")
     lines.append(f"  hypothesis: profile={profile} seed={seed_text}")
     xfails = config.getoption("hotmesh_xfails") or config.getini("hotmesh_xfails")
@@ -225,6 +228,12 @@ def hotmesh_urls(pytestconfig: pytest.Config) -> dict[Role, str]:
     """The URL of each role for this run."""
     urls: dict[Role, str] = pytestconfig.stash[_URLS_KEY]
     return dict(urls)
+
+
+@pytest.fixture(scope="session")
+def hotmesh_profile(pytestconfig: pytest.Config) -> str:
+    """The run's size profile: ``dev``, ``ci`` or ``nightly`` (``--hotmesh-profile``)."""
+    return str(pytestconfig.stash[_PROFILE_KEY])
 
 
 @pytest.fixture

@@ -3,7 +3,10 @@
 Cites the promises of docs/promises.md (C1 durable idempotent start, C2 exactly-once outcome, C3
 activities at least once with a stable key, C4 no lost or early timers, C5 signals never lost,
 C8 recovery without an operator) and the reliability catalogue (W-2 crash points, W-3 zombie
-worker, M-1 duplicate delivery, B-5 ambiguous commit, L-1 concurrent duplicate starts).
+worker, M-1 duplicate delivery, B-5 ambiguous commit, L-1 concurrent duplicate starts, T-1 clock
+skew, T-3 many timers with a worker killed). Every test ends with the same checker
+(:func:`hotmesh_conformance.ledger.check`): one outcome per workflow, one per durable call, no
+transition applied twice, every activity at least once, nothing left pending.
 """
 
 from __future__ import annotations
@@ -25,18 +28,54 @@ import pytest
 from hotmesh import Connection, MeshFlow, errors, load_config
 from hotmesh.config import HotMeshConfig
 from hotmesh.engine.crashpoints import CRASHPOINTS
+from hotmesh.meshflow import _records as rec
 from hotmesh.providers import Capability, Role
 from hotmesh_conformance import _flows
+from hotmesh_conformance._meshflow_worker import SKEW_ENV
 from hotmesh_conformance._workers import QUEUE, FlowWorkers
 from hotmesh_conformance.faults import AmbiguousCommitStore, DuplicatingStream
+from hotmesh_conformance.ledger import (
+    LEDGER_ENV,
+    Figures,
+    Ledger,
+    RecordingStore,
+    backend_label,
+    check,
+    check_commits,
+    check_nothing_pending,
+    finish,
+)
 
 pytestmark = pytest.mark.anyio
 
+TIMERS = {"dev": 1_000, "ci": 1_000, "nightly": 10_000}
+"""T-3 size per profile: 10,000 sleeping workflows when asked for (``--hotmesh-profile nightly``);
+CI runs 1,000 to stay within its time budget on a 2-core machine."""
+SPREAD = 10.0
+"""T-3 sleeps last 2 s to 2 + SPREAD s (about 80 wake-ups a second in CI)."""
+BATCH = 10
+WORKER_CONCURRENCY = 5
+"""Concurrent calls from the test process and tasks per T-3 worker: connection pools grow with
+concurrency, and a shared server's connection limit is not ours to exhaust."""
+
 
 @pytest.fixture
-async def fault_config(make_provider: Any, hotmesh_urls: dict[Role, str], hotmesh_namespace: str) -> AsyncIterator[HotMeshConfig]:
-    for role in (Role.STORE, Role.STREAM, Role.SUB):
-        await make_provider(role)
+async def roles(make_provider: Any) -> dict[Role, Any]:
+    """Providers of the test's namespace (unwrapped), for the checker."""
+    return {role: await make_provider(role) for role in (Role.STORE, Role.STREAM, Role.SUB)}
+
+
+@pytest.fixture
+def figures(request: pytest.FixtureRequest, hotmesh_urls: dict[Role, str]) -> Figures:
+    """This test's row of the fault report."""
+    name = request.node.name.removeprefix("test_")
+    return Figures(name, backend_label(hotmesh_urls[r] for r in (Role.STORE, Role.STREAM, Role.SUB)))
+
+
+@pytest.fixture
+async def fault_config(
+    roles: dict[Role, Any], hotmesh_urls: dict[Role, str], hotmesh_namespace: str
+) -> AsyncIterator[HotMeshConfig]:
     yield load_config(
         url=hotmesh_urls[Role.STORE],
         store=hotmesh_urls[Role.STORE],
@@ -69,19 +108,20 @@ def _shape(sid: str) -> list[Any]:
     return [["act", 1], ["flaky", 2, 1], ["sleep", 0.1], ["signal", sid], ["gather", [3, 4]], ["child", [["act", 5]]]]
 
 
-async def _check_one_outcome(client: MeshFlow.Client, handle: Any, expected: Any) -> None:
-    """C2: the result is the expected one and each durable call has exactly one recorded outcome."""
-    assert await handle.result(timeout=90) == expected
-    assert await handle.status() == "completed"
-    events = await handle.history()
-    assert [e["seq"] for e in events] == list(range(1, len(events) + 1)), "a durable call was lost or doubled"
-    assert all(e["status"] == "completed" for e in events), events
+async def _check(
+    figures: Figures, roles: dict[Role, Any], ledger: Ledger, started: list[tuple[Any, Any]],
+    calls: list[int | None] | None = None, **faults: Any,
+) -> Figures:  # fmt: skip
+    return await check(
+        started, ledger, figures, store=roles[Role.STORE], stream=roles[Role.STREAM], queue=QUEUE, calls=calls, **faults
+    )
 
 
 @pytest.mark.parametrize("point", sorted(CRASHPOINTS))
 async def test_a_worker_killed_at_each_crash_point_loses_nothing(
-    point: str, fault_config: HotMeshConfig, multi_process: None, fault_workers: FlowWorkers
-) -> None:
+    point: str, fault_config: HotMeshConfig, multi_process: None, fault_workers: FlowWorkers,
+    roles: dict[Role, Any], figures: Figures,
+) -> None:  # fmt: skip
     """W-2 (C2, C3, C4, C5, C8): a worker dies at the crash point; a fresh worker finishes every
     workflow with the right result, one outcome per call, every activity run at least once."""
     client = MeshFlow.Client(connection=fault_config)
@@ -94,16 +134,20 @@ async def test_a_worker_killed_at_each_crash_point_loses_nothing(
         code = await asyncio.to_thread(doomed.wait, 60)
     except subprocess.TimeoutExpired:
         pytest.fail(f"crash point {point} was never reached (the shape should touch every point)")
+    killed_at = time.monotonic()
     assert code == 137, f"the worker exited with {code}, not at the crash point"
+    figures.faults += 1
     fault_workers.start()  # the rescuer: no crash point
-    await _check_one_outcome(client, handle, _flows.evaluate(shape, {sid: "buffered"}))
-    keys = collections.Counter(line[2] for line in fault_workers.runs("double"))
+    expected = _flows.evaluate(shape, {sid: "buffered"})
+    await _check(figures, roles, fault_workers.book, [(handle, expected)], [_flows.call_count(shape)], kills=[killed_at])
+    keys = collections.Counter(run.key for run in fault_workers.book.runs("double"))
     assert len(keys) == 4 and all(n >= 1 for n in keys.values()), f"C3: activities ran {dict(keys)}"
 
 
 async def test_a_paused_worker_resumed_after_its_lease_is_fenced(
-    fault_config: HotMeshConfig, multi_process: None, fault_workers: FlowWorkers
-) -> None:
+    fault_config: HotMeshConfig, multi_process: None, fault_workers: FlowWorkers, roles: dict[Role, Any],
+    figures: Figures,
+) -> None:  # fmt: skip
     """W-3 zombie (C2): SIGSTOP a worker mid-activity past its lease; another worker finishes the
     workflow; after SIGCONT the zombie's late outcome changes nothing."""
     zombie = fault_workers.start()
@@ -113,56 +157,74 @@ async def test_a_paused_worker_resumed_after_its_lease_is_fenced(
     while time.monotonic() < deadline and not fault_workers.runs("slow"):
         await asyncio.sleep(0.05)
     os.kill(zombie.pid, signal.SIGSTOP)
+    figures.faults += 1
     try:
         fault_workers.start()
         assert await handle.result(timeout=60) == "slow-done:41"
     finally:
         os.kill(zombie.pid, signal.SIGCONT)
     await asyncio.sleep(3.0)  # the zombie finishes its activity and tries to record it
-    assert await handle.result(timeout=10) == "slow-done:41"
-    events = await handle.history()
-    assert [e["status"] for e in events] == ["completed", "completed"]
+    await _check(figures, roles, fault_workers.book, [(handle, "slow-done:41")], [2])
     assert len(fault_workers.runs("slow")) == 2  # ran twice (C3 allows it), recorded once (C2)
 
 
-async def _run_with(conn: Connection, shapes: list[list[Any]], signals: dict[str, Any]) -> list[Any]:
+async def _run_with(
+    conn: Connection, shapes: list[list[Any]], signals: dict[str, Any], figures: Figures, roles: dict[Role, Any],
+    ledger: Ledger,
+) -> None:  # fmt: skip
     await MeshFlow.Worker.create(connection=conn, task_queue=QUEUE, workflow=_flows.ALL)
     client = MeshFlow.Client(connection=conn)
     for sid, value in signals.items():
         await client.signal(sid, value)
     handles = [await client.workflow.start(_flows.run_shape, args=[s], task_queue=QUEUE) for s in shapes]
-    for handle, shape in zip(handles, shapes, strict=True):
-        await _check_one_outcome(client, handle, _flows.evaluate(shape, signals))
-    return handles
+    started = [(h, _flows.evaluate(s, signals)) for h, s in zip(handles, shapes, strict=True)]
+    await _check(figures, roles, ledger, started, [_flows.call_count(s) for s in shapes])
 
 
-async def test_every_message_delivered_twice_changes_nothing(fault_config: HotMeshConfig, make_provider: Any) -> None:
+@pytest.fixture
+def in_process_ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ledger:
+    """The ledger of workers running in this process (their activities read the env var)."""
+    monkeypatch.setenv(LEDGER_ENV, str(tmp_path / "ledger.txt"))
+    return Ledger(tmp_path / "ledger.txt")
+
+
+async def test_every_message_delivered_twice_changes_nothing(
+    fault_config: HotMeshConfig, make_provider: Any, roles: dict[Role, Any], figures: Figures,
+    in_process_ledger: Ledger,
+) -> None:  # fmt: skip
     """M-1 duplicate delivery (C2): every message published twice; results and histories unchanged."""
     stream = DuplicatingStream(await make_provider(Role.STREAM))
     conn = await Connection(
         fault_config,
-        store=await make_provider(Role.STORE),
+        store=RecordingStore(await make_provider(Role.STORE), in_process_ledger.commits_path),  # type: ignore[arg-type]
         stream=stream,  # type: ignore[arg-type]
         sub=await make_provider(Role.SUB),
     ).open()
     sids = [f"dup-{uuid.uuid4().hex[:8]}" for _ in range(3)]
-    await _run_with(conn, [_shape(sid) for sid in sids], {sid: i for i, sid in enumerate(sids)})
+    await _run_with(conn, [_shape(sid) for sid in sids], {sid: i for i, sid in enumerate(sids)}, figures, roles,
+                    in_process_ledger)  # fmt: skip
     assert stream.duplicated > 0
+    figures.faults = stream.duplicated
 
 
-async def test_ambiguous_commits_are_retried_harmlessly(fault_config: HotMeshConfig, make_provider: Any) -> None:
+async def test_ambiguous_commits_are_retried_harmlessly(
+    fault_config: HotMeshConfig, make_provider: Any, roles: dict[Role, Any], figures: Figures,
+    in_process_ledger: Ledger,
+) -> None:  # fmt: skip
     """B-5 ambiguous commit (C2): transitions commit but report failure 30% of the time; the engine
     retries and every workflow still has exactly one outcome per call."""
     store = AmbiguousCommitStore(await make_provider(Role.STORE), rate=0.3, seed=7)
     conn = await Connection(
         fault_config,
-        store=store,  # type: ignore[arg-type]
+        store=RecordingStore(store, in_process_ledger.commits_path),  # type: ignore[arg-type]
         stream=await make_provider(Role.STREAM),
         sub=await make_provider(Role.SUB),
     ).open()
     sids = [f"amb-{uuid.uuid4().hex[:8]}" for _ in range(3)]
-    await _run_with(conn, [_shape(sid) for sid in sids], {sid: i for i, sid in enumerate(sids)})
+    await _run_with(conn, [_shape(sid) for sid in sids], {sid: i for i, sid in enumerate(sids)}, figures, roles,
+                    in_process_ledger)  # fmt: skip
     assert store.injected > 0
+    figures.faults = store.injected
 
 
 _STARTER = """
@@ -184,7 +246,10 @@ asyncio.run(main())
 """
 
 
-async def test_concurrent_starts_of_one_id_make_one_run(fault_config: HotMeshConfig, multi_process: None) -> None:
+async def test_concurrent_starts_of_one_id_make_one_run(
+    fault_config: HotMeshConfig, multi_process: None, roles: dict[Role, Any], figures: Figures,
+    in_process_ledger: Ledger,
+) -> None:  # fmt: skip
     """L-1 (C1): 4 processes x 50 concurrent starts of the same workflow id -> exactly one run."""
     wid = f"once-{uuid.uuid4().hex[:8]}"
     args = [fault_config.url_for(r) for r in (Role.STORE, Role.STREAM, Role.SUB)]
@@ -199,6 +264,140 @@ async def test_concurrent_starts_of_one_id_make_one_run(fault_config: HotMeshCon
     assert sum(int(out.strip()) for out, _ in outputs) == 1, "C1: more or fewer than one start won"
     await MeshFlow.Worker.create(connection=fault_config, task_queue=QUEUE, workflow=_flows.ALL)
     handle = MeshFlow.Client(fault_config).workflow.get_handle(workflow_id=wid)
-    assert await handle.result(timeout=30) == 0.0
+    await _check(figures, roles, in_process_ledger, [(handle, 0.0)], [1])
     with pytest.raises(errors.DuplicateWorkflowError):
         await MeshFlow.Client(fault_config).workflow.start("sleeper", args=[0.0], task_queue=QUEUE, workflow_id=wid)
+
+
+# -- T-1: clock skew between workers -------------------------------------------------------------
+
+SKEW_SLEEP = 3.0
+
+
+async def _histories_reach(handles: list[Any], calls: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    for handle in handles:
+        while len(await handle.history()) < calls:
+            assert time.monotonic() < deadline, f"{handle.workflow_id} made no progress"
+            await asyncio.sleep(0.05)
+
+
+async def test_worker_clocks_skewed_30s_either_way_never_fire_a_timer_early(
+    fault_config: HotMeshConfig, multi_process: None, fault_workers: FlowWorkers, roles: dict[Role, Any],
+    figures: Figures,
+) -> None:  # fmt: skip
+    """T-1 (C4): one worker's wall clock runs 30 s behind, another's 30 s ahead. Sleeps dispatched
+    by the slow one are fired by the fast one (and the other way round); none fires early, as
+    measured on the host's monotonic clock, because due times and firing follow the store's
+    clock. Runs where the store declares STORE_CLOCK; elsewhere timers follow each host's clock
+    and HotMesh requires hosts whose clocks agree (NTP): docs/promises.md, C4."""
+    store = roles[Role.STORE]
+    if Capability.STORE_CLOCK not in store.capabilities:
+        pytest.skip(
+            f"{store.name} declares no {Capability.STORE_CLOCK.value}: due times and firing follow each"
+            " host's clock, so this backend requires hosts whose clocks agree (NTP); a skewed worker"
+            " would fire timers early by its skew, and nothing else is promised (docs/promises.md, C4)"
+        )
+    client = MeshFlow.Client(connection=fault_config)
+
+    def shape(i: int) -> list[Any]:
+        return [["act", i], ["sleep", SKEW_SLEEP], ["act", 100 + i]]
+
+    behind = fault_workers.start(env={SKEW_ENV: "-30"})
+    first = [await client.workflow.start(_flows.run_shape, args=[shape(i)], task_queue=QUEUE) for i in range(6)]
+    await _histories_reach(first, 2)  # the slow clock dispatched every first sleep
+    ahead = fault_workers.start(env={SKEW_ENV: "30"})
+    second = [await client.workflow.start(_flows.run_shape, args=[shape(i)], task_queue=QUEUE) for i in range(6, 12)]
+    await _histories_reach(second, 2)
+    behind.send_signal(signal.SIGTERM)  # the fast clock alone fires every timer
+    await asyncio.to_thread(behind.wait, 15)
+    figures.faults += 2
+    started = [(h, _flows.evaluate(shape(i), {})) for i, h in enumerate(first + second)]
+    await _check(figures, roles, fault_workers.book, started, [3] * len(started))
+    assert ahead.poll() is None
+    # The skew was real: the slow worker recorded the first activities 30 s in the past, the fast
+    # one every sleep 30 s in the future (wall-clock stamps in the histories).
+    now = time.time()
+    for handle in first:
+        events = await handle.history()
+        assert float(events[0]["completed_at"]) < now - 20, "the slow worker's clock was not skewed"  # type: ignore[arg-type]
+        assert float(events[1]["completed_at"]) > now + 20, "the fast worker's clock was not skewed"  # type: ignore[arg-type]
+    # None early: on the host's monotonic clock (shared by every process, unaffected by skew), the
+    # activity after each sleep ran at least SKEW_SLEEP after the activity before it.
+    runs: dict[tuple[str, int], list[float]] = collections.defaultdict(list)
+    for run in fault_workers.book.runs("double"):
+        runs[(run.workflow_id, run.seq)].append(run.mono)
+    for handle, _ in started:
+        gap = min(runs[(handle.workflow_id, 3)]) - min(runs[(handle.workflow_id, 1)])
+        assert gap >= SKEW_SLEEP - 0.02, f"{handle.workflow_id}: a {SKEW_SLEEP:g} s sleep ended after {gap:.3f} s"
+
+
+# -- T-3: many timers, a worker killed mid-run ---------------------------------------------------
+
+
+async def test_thousands_of_timers_with_a_worker_killed_each_fire_once_never_early(
+    fault_config: HotMeshConfig, multi_process: None, fault_workers: FlowWorkers, roles: dict[Role, Any],
+    figures: Figures, hotmesh_profile: str,
+) -> None:  # fmt: skip
+    """T-3 (C4, C8): 1,000 sleeping workflows in CI (10,000 with ``--hotmesh-profile nightly``),
+    each sleep 2-12 s, two worker processes; one is SIGKILLed when a third have woken and a
+    fresh one started. Every sleep completes once (one applied outcome per workflow), none
+    before its due time, nothing pending at the end."""
+    count = TIMERS.get(hotmesh_profile, TIMERS["ci"])
+    store, stream = roles[Role.STORE], roles[Role.STREAM]
+    doomed = fault_workers.start(concurrency=WORKER_CONCURRENCY)
+    fault_workers.start(concurrency=WORKER_CONCURRENCY)
+    client = MeshFlow.Client(connection=fault_config)
+    prefix = uuid.uuid4().hex[:8]
+    seconds = [round(2.0 + SPREAD * (i % 97) / 97, 3) for i in range(count)]
+    ids = [f"t3-{prefix}-{i}" for i in range(count)]
+    began = time.monotonic()
+    for first in range(0, count, BATCH):  # batches: a shared server's connection limit is not ours
+        await asyncio.gather(
+            *(client.workflow.start(_flows.sleeper, args=[seconds[i]], task_queue=QUEUE, workflow_id=ids[i])
+              for i in range(first, min(first + BATCH, count)))
+        )  # fmt: skip
+    started_in = time.monotonic() - began
+
+    def woken() -> int:
+        return sum(1 for c in fault_workers.book.commits() if c.step == "h:1:1")
+
+    deadline = time.monotonic() + 120
+    while woken() < count // 3:
+        assert time.monotonic() < deadline, f"only {woken()} of {count} sleeps ended in 120 s"
+        await asyncio.sleep(0.1)
+    doomed.kill()
+    await asyncio.to_thread(doomed.wait, 10)
+    figures.faults += 1
+    assert woken() < count, "every timer fired before the kill"
+    fault_workers.start(concurrency=WORKER_CONCURRENCY)
+    jobs: dict[str, dict[str, Any]] = {}
+    deadline = time.monotonic() + 180
+    while len(jobs) < count:
+        assert time.monotonic() < deadline, f"{count - len(jobs)} sleeping workflows never completed"
+        left = [i for i in ids if i not in jobs]
+        for first in range(0, len(left), BATCH):
+            batch = left[first : first + BATCH]
+            found = await asyncio.gather(*(store.get_job(rec.job_id(i)) for i in batch))
+            jobs.update({i: j for i, j in zip(batch, found, strict=True) if j and j.get("status") in rec.FINAL})
+        if len(jobs) < count:
+            await asyncio.sleep(0.5)
+    figures.workflows = count
+    lateness = []
+    for i, workflow_id in enumerate(ids):
+        job = jobs[workflow_id]
+        events = rec.history_events(job)
+        if job.get("status") != rec.COMPLETED or job.get("result") != seconds[i] or len(events) != 1:
+            figures.lost += 1
+            figures.problems.append(f"{workflow_id}: {job.get('status')} {job.get('result')!r} {events}")
+            continue
+        (event,) = events
+        lateness.append(float(event["completed_at"]) - float(event["command"]["due"]))  # type: ignore[arg-type,index,call-overload]
+    if lateness and min(lateness) < -0.05:
+        figures.problems.append(f"{sum(x < -0.05 for x in lateness)} timers fired early (earliest {min(lateness):.3f} s)")
+    check_commits(fault_workers.book, figures)
+    await check_nothing_pending(store, stream, QUEUE, figures)
+    lateness.sort()
+    print(f"T-3: {count} sleepers started in {started_in:.1f} s; lateness p50 {lateness[len(lateness) // 2]:.3f} s,"
+          f" p99 {lateness[int(len(lateness) * 0.99)]:.3f} s, max {lateness[-1]:.3f} s")  # fmt: skip
+    finish(figures)
