@@ -1,20 +1,32 @@
-"""PostgresSearch: documents as JSONB rows, GIN-indexed; every user value is a bound parameter.
+"""PostgresSearch: documents as JSONB rows; every user value is a bound parameter.
 
-TAG and NUMERIC conditions compile to JSONB containment (``fields @> $1``, served by a GIN
-``jsonb_path_ops`` index) or typed comparisons. TEXT words are extracted in Python exactly as
-the contract defines a word (``\\w+``, case-folded, no stemming) and stored per field in a
-``words`` JSONB column, GIN-indexed, so MATCH is ``words @> {"field": [w, ...]}``: PostgreSQL's
-own text parser would split e-mail addresses, hyphens and paths differently from the contract.
+TAG and NUMERIC conditions compile to comparisons of a typed key per field,
+``CASE WHEN jsonb_typeof(fields -> 'f') = 'string' THEN fields ->> 'f' END`` (TAG) or the
+``numeric`` of a JSON number (NUMERIC): a value of the wrong type is NULL, so it never matches.
+``create_index`` builds, per field of the spec, a partial B-tree on ``(key, doc_id COLLATE "C")``
+restricted to the index's documents (``WHERE index_name = '<index>'``), plus a descending one
+for sortable fields; ``drop_index`` drops them. Equality, ``IN``, ranges, the sort and the
+document-id order of a page are then index scans, and ANALYZE keeps statistics per key, so the
+planner's row estimates are right. TEXT words are extracted in Python exactly as the contract
+defines a word (``\\w+``, case-folded, no stemming) and stored per field in a ``words`` JSONB
+column, GIN-indexed, so MATCH is ``words @> {"field": [w, ...]}``: PostgreSQL's own text parser
+(``tsvector``) would split e-mail addresses, hyphens and paths differently from the contract.
+
+A query is one statement: the exact total (``count(*)``) and the page (``ORDER BY … LIMIT …
+OFFSET …``), planned for the values at hand (sent unprepared: a generic plan cannot see that
+``id = 'r5'`` matches one document and ``active = 'yes'`` half of them, and once walked the
+whole document-id index for a 1-hit lookup).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from psycopg import sql
+from psycopg import AsyncConnection, sql
 
 from hotmesh.errors import CapabilityNotSupportedError, ValidationError
 from hotmesh.providers import (
@@ -40,6 +52,10 @@ _FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NUMERIC_OPS = {Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">="}
 _SPEC_TTL = 5.0
 """Seconds a cached index spec is trusted before it is re-read (another process may replace it)."""
+_CONCURRENT_ROWS = 20_000
+"""Above this many documents (planner estimate) field indexes are built and dropped CONCURRENTLY."""
+_INDEX_PREFIX = "sdx_"
+"""Field indexes are named ``sdx_<digest of the index name>_<kind>_<field>``."""
 
 
 def words(text: str) -> list[str]:
@@ -79,8 +95,80 @@ def _check_values(spec: IndexSpec, fields: Mapping[str, JSONValue]) -> None:
             raise ValidationError(f"field {name!r} is {kind.value}: {value!r} is not a string")
 
 
+def _key(field: SearchField) -> sql.Composable:
+    """The typed key of a field: what conditions compare, sorts order by and indexes hold."""
+    name = sql.Literal(field.name)
+    if field.type is FieldType.NUMERIC:
+        return sql.SQL(
+            "(CASE WHEN jsonb_typeof(fields -> {n}) = 'number' THEN (fields ->> {n})::numeric END)"
+        ).format(n=name)
+    return sql.SQL(
+        "((CASE WHEN jsonb_typeof(fields -> {n}) = 'string' THEN fields ->> {n} END)"
+        ' COLLATE "C")'
+    ).format(n=name)
+
+
+def _digest(text: str, size: int = 12) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()[:size]
+
+
+def index_prefix(index: str) -> str:
+    """The name prefix of every field index of search index ``index`` (deterministic)."""
+    return f"{_INDEX_PREFIX}{_digest(index)}_"
+
+
+def field_indexes(spec: IndexSpec) -> dict[str, sql.Composable]:
+    """Name -> ``(columns)`` of each B-tree the spec needs (partial on the index's documents).
+
+    Every TAG and NUMERIC field gets ``(key, doc_id COLLATE "C")``: equality, IN and ranges,
+    hits of one key in document-id order, and the ascending sort (NULLS LAST, ties by id).
+    A sortable field also gets ``(key DESC NULLS LAST, doc_id COLLATE "C")`` for the
+    descending sort (one B-tree cannot serve DESC NULLS LAST with ascending ties). TEXT is
+    served by the ``words`` GIN index; a sortable TEXT field gets both sort B-trees.
+    """
+    prefix = index_prefix(spec.name)
+    out: dict[str, sql.Composable] = {}
+    for f in spec.fields:
+        kind = "n" if f.type is FieldType.NUMERIC else "t"
+        key = _key(f)
+        if f.type is not FieldType.TEXT or f.sortable:
+            out[_object_name(prefix, kind + "a", f.name)] = sql.SQL(
+                '({}, doc_id COLLATE "C")'
+            ).format(key)
+        if f.sortable:
+            out[_object_name(prefix, kind + "d", f.name)] = sql.SQL(
+                '({} DESC NULLS LAST, doc_id COLLATE "C")'
+            ).format(key)
+    return out
+
+
+def field_statistics(spec: IndexSpec) -> dict[str, sql.Composable]:
+    """Name -> ``(key)`` of an expression statistics object per B-tree-indexed field.
+
+    The planner ignores the statistics of partial indexes, so without these it would estimate
+    every ``key = value`` at a flat 0.5% of the rows (PostgreSQL 14+ builds them on ANALYZE).
+    """
+    prefix = index_prefix(spec.name)
+    return {
+        _object_name(prefix, "s" + ("n" if f.type is FieldType.NUMERIC else "t"), f.name):
+        sql.SQL("({})").format(_key(f))
+        for f in spec.fields
+        if f.type is not FieldType.TEXT or f.sortable
+    }
+
+
+def _object_name(prefix: str, kind: str, field: str) -> str:
+    tag = field if len(prefix) + len(kind) + 1 + len(field) <= 63 else _digest(field, 16)
+    return f"{prefix}{kind}_{tag}"
+
+
 class _Compiler:
-    """Turns a where-tree into SQL with every value bound as a parameter (Search rule 5)."""
+    """Turns a where-tree into SQL with every value bound as a parameter (Search rule 5).
+
+    Conditions compare typed keys (``_key``), which are NULL for a missing field or a value of
+    the wrong type: in a WHERE clause NULL rejects the row like false, and since only ``!=`` is
+    negated (as ``IS DISTINCT FROM``, true for NULL) no NOT ever turns a NULL into a match.
+    """
 
     def __init__(self, spec: IndexSpec) -> None:
         self.fields = {f.name: f for f in spec.fields}
@@ -106,9 +194,6 @@ class _Compiler:
         self.params.append(value)
         return sql.Placeholder()
 
-    def _contains(self, name: str, value: JSONValue) -> sql.Composable:
-        return sql.SQL("(fields @> {}::jsonb)").format(self._bind(dumps({name: value})))
-
     def _number(self, name: str, value: object) -> sql.Composable:
         if not _is_number(value):
             raise ValidationError(f"field {name!r}: {value!r} is not a number")
@@ -126,41 +211,47 @@ class _Compiler:
             return sql.SQL("(words @> {}::jsonb)").format(self._bind(dumps({name: wanted})))
         if kind is FieldType.TEXT:
             raise ValidationError(f"field {name!r} is TEXT: only MATCH applies, not {op.value}")
+        key = _key(spec)
         if op in (Op.EQ, Op.NE):
-            found = self._equals(name, kind, cond.value)
-            return found if op is Op.EQ else sql.SQL("(NOT {})").format(found)
+            if not self._fits(kind, cond.value):  # a value of another type never equals
+                return sql.SQL("false" if op is Op.EQ else "true")
+            value = self._value(kind, cond.value)
+            if op is Op.EQ:
+                return sql.SQL("({} = {})").format(key, value)
+            return sql.SQL("({} IS DISTINCT FROM {})").format(key, value)
         if op is Op.IN:
             values = cond.value
             if not isinstance(values, (tuple, list)):
                 raise ValidationError(f"IN on {name!r} needs a tuple of values")
-            if not values:
+            fitting = [v for v in values if self._fits(kind, v)]
+            if not fitting:
                 return sql.SQL("false")
-            return sql.SQL("({})").format(
-                sql.SQL(" OR ").join(self._equals(name, kind, v) for v in values)
-            )
+            if kind is FieldType.NUMERIC:
+                array = sql.SQL("{}::numeric[]").format(self._bind([repr(v) for v in fitting]))
+            else:
+                array = sql.SQL("{}::text[]").format(self._bind(list(fitting)))
+            return sql.SQL("({} = ANY({}))").format(key, array)
         if kind is not FieldType.NUMERIC:
             raise ValidationError(f"{op.value} needs a NUMERIC field; {name!r} is {kind.value}")
-        value_expr = sql.SQL(
-            "(CASE WHEN jsonb_typeof(fields -> {n}) = 'number'"
-            " THEN (fields ->> {n})::numeric END)"
-        ).format(n=sql.Literal(name))
         if op is Op.BETWEEN:
             bounds = cond.value
             if not isinstance(bounds, (tuple, list)) or len(bounds) != 2:
                 raise ValidationError(f"BETWEEN on {name!r} needs a (low, high) pair")
-            return sql.SQL("coalesce({v} BETWEEN {lo} AND {hi}, false)").format(
-                v=value_expr, lo=self._number(name, bounds[0]), hi=self._number(name, bounds[1])
+            return sql.SQL("({} BETWEEN {} AND {})").format(
+                key, self._number(name, bounds[0]), self._number(name, bounds[1])
             )
-        return sql.SQL("coalesce({} {} {}, false)").format(
-            value_expr, sql.SQL(_NUMERIC_OPS[op]), self._number(name, cond.value)
+        return sql.SQL("({} {} {})").format(
+            key, sql.SQL(_NUMERIC_OPS[op]), self._number(name, cond.value)
         )
 
-    def _equals(self, name: str, kind: FieldType, value: Any) -> sql.Composable:
-        if kind is FieldType.NUMERIC and not _is_number(value):
-            return sql.SQL("false")  # a non-number never equals a NUMERIC value
-        if kind is FieldType.TAG and not isinstance(value, str):
-            return sql.SQL("false")
-        return self._contains(name, value)
+    @staticmethod
+    def _fits(kind: FieldType, value: Any) -> bool:
+        return _is_number(value) if kind is FieldType.NUMERIC else isinstance(value, str)
+
+    def _value(self, kind: FieldType, value: Any) -> sql.Composable:
+        if kind is FieldType.NUMERIC:
+            return sql.SQL("{}::numeric").format(self._bind(repr(value)))
+        return sql.SQL("{}::text").format(self._bind(value))
 
 
 class PostgresSearch(PostgresProvider):
@@ -195,7 +286,7 @@ class PostgresSearch(PostgresProvider):
         self.__dict__.setdefault("_spec_cache", {}).pop(index, None)
 
     async def create_index(self, spec: IndexSpec, /) -> None:
-        """Declare or replace an index definition (Search rule 1)."""
+        """Declare or replace an index definition (Search rule 1) and build its field indexes."""
         if not isinstance(spec.name, str) or not spec.name:
             raise ValidationError("index name must be a non-empty string")
         for f in spec.fields:
@@ -209,9 +300,10 @@ class PostgresSearch(PostgresProvider):
             (spec.name, _spec_to_json(spec)),
         )
         self.__dict__.setdefault("_spec_cache", {})[spec.name] = (spec, time.monotonic())
+        await self._reconcile(spec.name, field_indexes(spec), field_statistics(spec))
 
     async def drop_index(self, index: str, /) -> None:
-        """Remove the index and its documents (Search rule 7)."""
+        """Remove the index, its documents and its field indexes (Search rule 7)."""
         q = self.names.qualified
         await self._execute(
             sql.SQL(
@@ -221,6 +313,95 @@ class PostgresSearch(PostgresProvider):
             (index, index),
         )
         self._forget(index)
+        await self._reconcile(index, {}, {})
+
+    async def _reconcile(
+        self,
+        index: str,
+        wanted: Mapping[str, sql.Composable],
+        statistics: Mapping[str, sql.Composable],
+    ) -> None:
+        """Make the field indexes (and statistics) of ``index`` exactly these: build, drop.
+
+        Runs on one autocommit connection under a session advisory lock per namespace, so two
+        processes never build or drop the same index at once. Small tables get plain
+        ``CREATE INDEX`` (a ShareLock for milliseconds); above ``_CONCURRENT_ROWS`` documents
+        the builds and drops are CONCURRENTLY (writers are never blocked; it waits for older
+        transactions instead). A concurrent build that failed leaves an INVALID index: it is
+        found here (under the lock, nobody else is building it) and rebuilt. Indexes never
+        change results, only plans, so a query in between is merely slower.
+        """
+        schema = self.names.schema
+        prefix = index_prefix(index)
+        lock = self.names.lock_prefix + "search-ddl"
+        table = self.names.qualified("search_docs")
+        predicate = sql.SQL("index_name = {}").format(sql.Literal(index))
+
+        async def work(conn: AsyncConnection[Any]) -> None:
+            await conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (lock,))
+            try:
+                cur = await conn.execute(
+                    "SELECT c.relname, i.indisvalid FROM pg_index i"
+                    " JOIN pg_class c ON c.oid = i.indexrelid"
+                    " JOIN pg_class t ON t.oid = i.indrelid"
+                    " JOIN pg_namespace n ON n.oid = t.relnamespace"
+                    " WHERE n.nspname = %s AND t.relname = 'search_docs'"
+                    " AND starts_with(c.relname, %s)",
+                    (schema, prefix),
+                )
+                existing = {str(r[0]): bool(r[1]) for r in await cur.fetchall()}
+                stats = statistics if conn.info.server_version >= 140000 else {}
+                cur = await conn.execute(
+                    "SELECT s.stxname FROM pg_statistic_ext s"
+                    " JOIN pg_namespace n ON n.oid = s.stxnamespace"
+                    " WHERE n.nspname = %s AND starts_with(s.stxname, %s)",
+                    (schema, prefix),
+                )
+                existing_stats = {str(r[0]) for r in await cur.fetchall()}
+                for name in existing_stats - set(stats):
+                    await conn.execute(
+                        sql.SQL("DROP STATISTICS IF EXISTS {}.{}").format(
+                            self.names.ident, sql.Identifier(name)
+                        )
+                    )
+                for name in set(stats) - existing_stats:
+                    await conn.execute(
+                        sql.SQL("CREATE STATISTICS IF NOT EXISTS {}.{} ON {} FROM {}").format(
+                            self.names.ident, sql.Identifier(name), stats[name], table
+                        )
+                    )
+                if all(existing.get(n) for n in wanted) and set(existing) <= set(wanted):
+                    return
+                cur = await conn.execute(
+                    "SELECT greatest(c.reltuples, 0), c.relpages FROM pg_class c"
+                    " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                    " WHERE n.nspname = %s AND c.relname = 'search_docs'",
+                    (schema,),
+                )
+                size: tuple[Any, ...] = await cur.fetchone() or (0, 0)
+                big = size[0] > _CONCURRENT_ROWS or size[1] > _CONCURRENT_ROWS // 20
+                how = sql.SQL("CONCURRENTLY " if big else "")
+                for name, valid in existing.items():
+                    if name not in wanted or not valid:
+                        await conn.execute(
+                            sql.SQL("DROP INDEX {}IF EXISTS {}.{}").format(
+                                how, self.names.ident, sql.Identifier(name)
+                            )
+                        )
+                for name, columns in wanted.items():
+                    if existing.get(name):
+                        continue
+                    await conn.execute(
+                        sql.SQL("CREATE INDEX {}IF NOT EXISTS {} ON {} {} WHERE {}").format(
+                            how, sql.Identifier(name), table, columns, predicate
+                        )
+                    )
+            finally:
+                await conn.execute(
+                    "SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (lock,)
+                )
+
+        await self._run(work)
 
     async def upsert(self, index: str, doc_id: str, fields: Mapping[str, JSONValue], /) -> None:
         """Merge fields into a document (Search rules 2, 3)."""
@@ -275,49 +456,58 @@ class PostgresSearch(PostgresProvider):
     async def query(self, query: Query, /) -> QueryResult:
         """Run a structured query in one statement (Search rules 4-6, 9)."""
         spec = await self._spec(query.index)
-        compiler = _Compiler(spec)
-        where = compiler.compile(query.where) if query.where is not None else sql.SQL("true")
-        order = self._order(compiler, query)
-        if query.offset < 0 or query.limit < 0:
-            raise ValidationError("offset and limit must be >= 0")
-        statement = sql.SQL(
-            "WITH m AS (SELECT doc_id, fields, row_number() OVER (ORDER BY {order}) AS rn"
-            " FROM {docs} WHERE index_name = {index} AND {where})"
-            " SELECT (SELECT count(*) FROM m), coalesce((SELECT jsonb_agg("
-            "jsonb_build_array(doc_id, fields) ORDER BY rn) FROM m"
-            " WHERE rn > {lo} AND rn <= {hi}), '[]'::jsonb)"
-        ).format(
-            order=order,
-            docs=self.names.qualified("search_docs"),
-            index=sql.Literal(query.index),
-            where=where,
-            lo=sql.Literal(query.offset),
-            hi=sql.Literal(query.offset + query.limit),
-        )
-        row = await self._fetchone(statement, compiler.params)
+        statement, params = self._statement(spec, query)
+
+        async def work(conn: AsyncConnection[Any]) -> tuple[Any, ...]:
+            cur = await conn.execute(statement, params, prepare=False)
+            found: tuple[Any, ...] | None = await cur.fetchone()
+            assert found is not None  # one aggregate row, always
+            return found
+
+        row = await self._run(work)
         wanted = query.fields or tuple(f.name for f in spec.fields)
         hits = tuple(
             Hit(doc_id, {k: fields[k] for k in wanted if k in fields}) for doc_id, fields in row[1]
         )
         return QueryResult(total=int(row[0]), hits=hits)
 
+    def _statement(self, spec: IndexSpec, query: Query) -> tuple[sql.Composed, list[Any]]:
+        """The query's one statement and its parameters: ``(total, [[doc_id, fields], ...])``.
+
+        The total is a ``count(*)`` and the page a separate ``ORDER BY … LIMIT … OFFSET`` over
+        the same predicate, so the planner can walk an index in the wanted order and stop after
+        the page instead of sorting every match.
+        """
+        if query.offset < 0 or query.limit < 0:
+            raise ValidationError("offset and limit must be >= 0")
+        compiler = _Compiler(spec)
+        where = compiler.compile(query.where) if query.where is not None else sql.SQL("true")
+        order = self._order(compiler, query)
+        docs = self.names.qualified("search_docs")
+        count = sql.SQL("SELECT count(*) FROM {docs} WHERE index_name = %s AND {where}").format(
+            docs=docs, where=where
+        )
+        params: list[Any] = [query.index, *compiler.params]
+        if query.limit == 0:
+            return sql.SQL("SELECT ({}), '[]'::jsonb").format(count), params
+        statement = sql.SQL(
+            "SELECT ({count}), coalesce((SELECT jsonb_agg(jsonb_build_array(doc_id, fields)"
+            " ORDER BY {order}) FROM (SELECT doc_id, fields FROM {docs}"
+            " WHERE index_name = %s AND {where} ORDER BY {order} LIMIT %s OFFSET %s) page),"
+            " '[]'::jsonb)"
+        ).format(count=count, order=order, docs=docs, where=where)
+        params += [query.index, *compiler.params, query.limit, query.offset]
+        return statement, params
+
     def _order(self, compiler: _Compiler, query: Query) -> sql.Composable:
-        by_id = sql.SQL('doc_id COLLATE "C" ASC')
+        by_id = sql.SQL('doc_id COLLATE "C"')
         if query.sort_by is None:
             return by_id
         field = compiler.field(query.sort_by)
         if not field.sortable:
             raise ValidationError(f"field {query.sort_by!r} is not sortable")
-        name = sql.Literal(field.name)
-        if field.type is FieldType.NUMERIC:
-            key = sql.SQL(
-                "(CASE WHEN jsonb_typeof(fields -> {n}) = 'number'"
-                " THEN (fields ->> {n})::numeric END)"
-            ).format(n=name)
-        else:
-            key = sql.SQL('(fields ->> {n}) COLLATE "C"').format(n=name)
         direction = sql.SQL("DESC" if query.descending else "ASC")
-        return sql.SQL("{} {} NULLS LAST, {}").format(key, direction, by_id)
+        return sql.SQL("{} {} NULLS LAST, {}").format(_key(field), direction, by_id)
 
     async def native_query(
         self, index: str, query: str, /, *, offset: int = 0, limit: int = 10
