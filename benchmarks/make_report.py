@@ -259,7 +259,7 @@ def ts_meshflow(data: dict[str, Any], backend: str) -> dict[str, list[Any]]:
 
 def dbos(data: dict[str, Any], backend: str, mode: str) -> dict[str, list[Any]]:
     e = _flow_entry()
-    e["commits"], e["idle_commits"] = [], []
+    e["commits"], e["idle_commits"], e["rows"] = [], [], []
     for r in rounds_of(data, f"dbos-{backend}"):
         for run in r.get("runs", []):
             for s in SHAPES:
@@ -269,6 +269,7 @@ def dbos(data: dict[str, Any], backend: str, mode: str) -> dict[str, list[Any]]:
             e["inflight"].append(dig(run, f"{mode}_tput_wf_one", "inflight"))
         e["commits"].append(dig(r, "server_ops", mode, "xact_commit_per_wf_net"))
         e["idle_commits"].append(dig(r, "server_ops", mode, "idle_xact_commit_per_s"))
+        e["rows"].append(dig(r, "server_ops", mode, "rows_written_per_wf"))
     return e
 
 
@@ -671,8 +672,10 @@ def build(data: dict[str, Any], plot_dir: Path, plot_rel: str) -> str:
         for mode in ("direct", "queue"):
             e2 = dbo.get((b, mode))
             if e2 and med(e2["commits"]) is not None:
+                rows = f"; {fmt(med(e2['rows']), 1)} rows written (inserted + updated + deleted)" if med(e2["rows"]) is not None else ""
                 w(f"| DBOS ({mode}) | {b} | {fmt(med(e2['commits']), 1)} | commits (pg_stat_database.xact_commit of its private "
-                  f"database, idle window subtracted) | {fmt(med(e2['idle_commits']), 0)} commits/s (queue + notification polling) |")
+                  f"database, idle window subtracted: noisy when its polling commits dominate){rows} | "
+                  f"{fmt(med(e2['idle_commits']), 0)} commits/s (queue + notification polling) |")
                 ops_series.append((f"DBOS {b} {mode} commits", med(e2["commits"])))
     if cel["ops"]:
         w(f"| Celery (task round trip) | redis | {fmt(med(cel['ops']), 1)} | Redis commands, server-side delta minus idle | |")

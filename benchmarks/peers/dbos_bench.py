@@ -159,6 +159,8 @@ async def server_ops(db_url: str, queue: Any, count: int, modes: tuple[str, ...]
             "idle_xact_commit_per_s": idle_commits / (window + PG_STATS_SETTLE_S),
             "tup_inserted_per_wf": busy.get("tup_inserted", 0) / count,
             "tup_updated_per_wf": busy.get("tup_updated", 0) / count,
+            "rows_written_per_wf": sum(busy.get(k, 0) - idle.get(k, 0)
+                                       for k in ("tup_inserted", "tup_updated", "tup_deleted")) / count,
         }
     return out
 
