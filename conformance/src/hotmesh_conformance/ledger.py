@@ -140,8 +140,9 @@ class Ledger:
         return [Commit(int(p[0]), p[1], p[2], float(p[3])) for p in self._lines(self.commits_path) if len(p) == 4]
 
     def first_progress_after(self, mono: float) -> float | None:
-        """Seconds from ``mono`` to the first applied transition or activity run after it."""
-        later = [c.mono for c in self.commits() if c.mono > mono] + [r.mono for r in self.runs() if r.mono > mono]
+        """Seconds from ``mono`` to the first transition a worker committed after it (progress
+        that needed the backend; an activity run may not)."""
+        later = [c.mono for c in self.commits() if c.mono > mono]
         return min(later) - mono if later else None
 
 
@@ -181,6 +182,7 @@ class Figures:
     reruns: int = 0
     recovery_worker_kill: list[float] = field(default_factory=list)
     recovery_server_restart: list[float] = field(default_factory=list)
+    recovery_partition: list[float] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
 
@@ -230,6 +232,7 @@ async def check(
     calls: Sequence[int | None] | None = None,
     kills: Sequence[float] = (),
     restarts: Sequence[float] = (),
+    partitions: Sequence[float] = (),
 ) -> Figures:
     """Assert the promises for ``started`` = ``[(handle, expected result), ...]`` and fill in
     ``figures`` (reported, then asserted: a failing run is in the report too).
@@ -238,9 +241,9 @@ async def check(
     task queue the workflows ran on. ``calls[i]``, when given, is the number of durable calls the
     i-th workflow makes (its history must have exactly that many). Child workflows found in the
     histories are checked the same way (one outcome, complete history). ``kills`` and
-    ``restarts`` are the ``time.monotonic()`` moments a worker died / a server was back: the
-    recovery time after each is the time to the first progress (an applied transition or an
-    activity run) any worker made after it.
+    ``restarts`` / ``partitions`` are the ``time.monotonic()`` moments a worker died / a server
+    was back after a restart / after a pause: the
+    recovery time after each is the time to the first transition any worker committed after it.
     """
     from hotmesh.meshflow import _records as rec
 
@@ -299,7 +302,7 @@ async def check(
     check_commits(ledger, figures)
     for moment, into in [(t, figures.recovery_worker_kill) for t in kills] + [
         (t, figures.recovery_server_restart) for t in restarts
-    ]:
+    ] + [(t, figures.recovery_partition) for t in partitions]:
         recovery = ledger.first_progress_after(moment)
         if recovery is not None:
             into.append(round(recovery, 3))
