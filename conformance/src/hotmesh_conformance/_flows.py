@@ -158,13 +158,13 @@ async def sleep_until(due: float) -> float:
 
 
 async def echo(value: Any, signal_id: str | None = None) -> Any:
-    """Returns ``[value through an activity, a signal's data]`` (or the first alone): payloads
-    round trip through the start arguments, an activity's argument and result, a signal and the
-    workflow's result."""
+    """Returns ``value`` after it went through an activity (argument and result) and, with
+    ``signal_id``, after a signal carried the same value: payloads round trip through the start
+    arguments, an activity, a signal and the workflow's result."""
     echoed = await acts.echo_value(value)
-    if signal_id is None:
-        return echoed
-    return [echoed, await workflow.wait_for(signal_id)]
+    if signal_id is not None and await workflow.wait_for(signal_id) != echoed:
+        raise ValueError("the signal's data differs from the activity's result")
+    return echoed
 
 
 async def waiter(signal_id: str) -> Any:
