@@ -39,6 +39,7 @@ from hotmesh.providers import (
 )
 from hotmesh_redis import _store_lua as lua
 from hotmesh_redis._base import Client, RedisProvider
+from hotmesh_redis.stream import RedisStream
 
 
 def _ms(delta: timedelta) -> int:
@@ -134,8 +135,6 @@ class RedisStore(RedisProvider):
         hash slots, and one script may only touch one slot; the engine then publishes after
         the commit (engine rule 3).
         """
-        from hotmesh_redis.stream import RedisStream
-
         return (
             isinstance(stream, RedisStream)
             and not self.settings.cluster
@@ -148,8 +147,6 @@ class RedisStore(RedisProvider):
     ) -> tuple[bool, list[str], list[list[str]]]:
         if not messages or stream is None or not self.can_publish_to(stream):
             return False, [], []
-        from hotmesh_redis.stream import RedisStream
-
         assert isinstance(stream, RedisStream)
         keys = [stream.stream_key(m.stream) for m in messages]
         payload = [[dumps(dict(m.body)), dumps(dict(m.headers))] for m in messages]
@@ -193,8 +190,6 @@ class RedisStore(RedisProvider):
             "pub": payload,
         }
         if t.ack is not None and stream is not None and self.can_publish_to(stream):  # Store rule 6b
-            from hotmesh_redis.stream import RedisStream
-
             assert isinstance(stream, RedisStream)
             skeys = skeys + stream.ack_keys(t.ack.message.stream, t.ack.group)
             doc["ack"] = [t.ack.group, t.ack.id]
