@@ -100,3 +100,42 @@ async def test_routers_trim_what_every_group_acked() -> None:
     assert await connection.stream.length("busy") <= RETAIN + TRIM_EVERY
     assert await connection.stream.backlog("busy", "g") == 0
     await connection.aclose()
+
+
+async def test_a_final_transition_acks_its_delivery_and_the_router_does_not_ack_again() -> None:
+    """Store rule 6b through the engine: ``final=True`` folds the ack into the transition; a
+    non-final transition, or one that is not applied, leaves the ack to the router."""
+    from hotmesh.providers import NewJob, Transition
+
+    connection, engine = await _engine("fold")
+    calls: list[str] = []
+    results: dict[str, bool] = {}
+    real_ack = connection.stream.ack
+
+    async def counting_ack(stream: str, group: str, ids: list[str]) -> int:
+        calls.append(stream)
+        return await real_ack(stream, group, ids)
+
+    connection.stream.ack = counting_ack  # type: ignore[method-assign]
+    await connection.store.create_job(NewJob("j", {}))
+
+    async def handler(delivery: Delivery) -> None:
+        name = str(delivery.message.body["name"])
+        final = name != "not-final"
+        step = "same" if name == "duplicate" else name
+        result = await engine.transition(Transition("j", step, set={name: 1}), final=final)
+        results[name] = result.acked
+
+    await engine.serve("work", handler, group="g", concurrency=1)
+    await connection.stream.publish([Message("work", {"name": n}) for n in ("same", "not-final")])
+    await connection.stream.publish([Message("work", {"name": "duplicate"})])
+    for _ in range(200):
+        if len(results) == 3:
+            break
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.1)
+    await engine.stop()
+    assert results == {"same": True, "not-final": False, "duplicate": False}
+    assert calls == ["work", "work"], "the router acked a delivery its transition already acked"
+    assert await connection.stream.backlog("work", "g") == 0
+    await connection.aclose()

@@ -5,7 +5,8 @@ de-duplicates concurrent calls with the same id) together with a message on stre
 ``mc.<topic>``; any process that ``connect``-ed the topic consumes it, runs the callback and writes
 the outcome with one idempotent transition (step ``outcome``), then notifies the caller on the sub
 channel. Redelivery after a crash re-runs the callback (at least once) but the outcome is written
-once. Round trips per call: create (1), transition (1), notify (1), ack (1), plus the caller's
+once. Round trips per call: create (1), transition (1; it also acks where the store shares the
+stream's backend, Store rule 6b, else ack (1) after), notify (1), plus the caller's
 subscribe (Sub rule 1 makes the notification sufficient; the job is read only when its id
 already existed or after a quiet wait).
 
@@ -392,6 +393,10 @@ async def _write_outcome(engine: Engine, delivery: Delivery, outcome: dict[str, 
     job_id = str(body.get("job_id"))
     ttl = body.get("ttl")
     cache_ttl = timedelta(seconds=float(ttl)) if isinstance(ttl, (int, float)) else None
+    cache_key = body.get("cache_key")
+    caches = isinstance(cache_key, str) and cache_ttl is not None
+    # Without a cache entry to write, the outcome is the call's last durable effect: it may ack
+    # the delivery (the notification after it is best-effort: callers re-read after a quiet wait).
     result = await engine.transition(
         Transition(
             job_id,
@@ -400,11 +405,11 @@ async def _write_outcome(engine: Engine, delivery: Delivery, outcome: dict[str, 
             require={"status": "pending"},
             expire=cache_ttl or RESULT_GRACE,
             read=("status", "result", "error"),
-        )
+        ),
+        final=not caches,
     )
     if result.status is TransitionStatus.DUPLICATE:  # an earlier run wrote it: announce that one
         outcome = dict(result.fields)
-    cache_key = body.get("cache_key")
     if (
         result.status is TransitionStatus.APPLIED
         and outcome["status"] == "done"

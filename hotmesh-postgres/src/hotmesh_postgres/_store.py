@@ -30,7 +30,7 @@ from hotmesh.providers import (
     dumps,
 )
 from hotmesh_postgres._base import PostgresProvider
-from hotmesh_postgres._stream import PostgresStream, decode_message, message_list
+from hotmesh_postgres._stream import PostgresStream, decode_message, message_ids, message_list
 
 SWEEP_MAX_BATCHES = 100
 """Batches per sweep round at most (a backlog of 50,000 rows per round with the defaults)."""
@@ -82,6 +82,15 @@ class PostgresStore(PostgresProvider):
         q = self.names.qualified
         self._q_create = sql.SQL("SELECT {}(%s::jsonb, %s)").format(q("store_create"))
         self._q_apply = sql.SQL("SELECT {}(%s::jsonb, %s)").format(q("store_apply"))
+        # Store rule 6b: the transition and the ack of the delivery it completes in one
+        # statement (one transaction, one round trip); the DELETE depends on the function's
+        # result, so it runs after it and only when the transition was applied.
+        self._q_apply_ack = sql.SQL(
+            "WITH r AS MATERIALIZED (SELECT {f}(%s::jsonb, %s) AS res),"
+            " a AS (DELETE FROM {d} WHERE stream = %s AND grp = %s AND msg_id = %s"
+            " AND delivery_count > 0 AND (SELECT res->>'status' FROM r) = 'applied' RETURNING 1)"
+            " SELECT res, (SELECT count(*) FROM a) FROM r"
+        ).format(f=q("store_apply"), d=q("deliveries"))
         self._q_consume = sql.SQL("SELECT {}(%s, %s, %s)").format(q("store_consume_signal"))
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -204,8 +213,15 @@ class PostgresStore(PostgresProvider):
         }
         payload = dumps(args, "transition")
         pub = self._publish_flag(stream) and bool(t.messages)
-        row = await self._fetchone(self._q_apply, (payload, pub))
+        ack_id = message_ids([t.ack.id]) if t.ack is not None and self._publish_flag(stream) else []
+        if t.ack is not None and ack_id:
+            row = await self._fetchone(
+                self._q_apply_ack, (payload, pub, t.ack.message.stream, t.ack.group, ack_id[0])
+            )
+        else:
+            row = await self._fetchone(self._q_apply, (payload, pub))
         result = row[0]
+        acked = bool(ack_id) and result["status"] == "applied"
         status = TransitionStatus(result["status"])
         if status is TransitionStatus.REJECTED:
             return TransitionResult(status=status)
@@ -216,6 +232,7 @@ class PostgresStore(PostgresProvider):
                 fields=fields,
                 messages=tuple(t.messages),
                 published=bool(result.get("published")),
+                acked=acked,
             )
         return TransitionResult(
             status=status,

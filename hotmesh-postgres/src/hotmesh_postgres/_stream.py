@@ -55,7 +55,8 @@ def _seconds(value: timedelta, what: str) -> float:
     return value.total_seconds()
 
 
-def _ids(ids: Sequence[str]) -> list[int]:
+def message_ids(ids: Sequence[str]) -> list[int]:
+    """Ids this stream issued (bigint row ids); anything else names no message."""
     out: list[int] = []
     for raw in ids:
         try:
@@ -179,7 +180,7 @@ class PostgresStream(PostgresProvider):
 
     async def ack(self, stream: str, group: str, ids: Sequence[str], /) -> int:
         """Remove deliveries from the group for good (Stream rule 3)."""
-        keys = _ids(ids)
+        keys = message_ids(ids)
         if not keys:
             return 0
         return await self._execute(
@@ -195,7 +196,7 @@ class PostgresStream(PostgresProvider):
     ) -> int:
         """Make pending deliveries visible again now or after ``delay`` (Stream rule 9)."""
         seconds = _seconds(delay, "delay")
-        keys = _ids(ids)
+        keys = message_ids(ids)
         if not keys:
             return 0
         query = sql.SQL(
@@ -212,7 +213,7 @@ class PostgresStream(PostgresProvider):
     async def dead_letter(self, delivery: Delivery, error: str, /) -> None:
         """Move a pending delivery to the dead letters and ack it (Stream rule 8)."""
         stream = delivery.message.stream
-        keys = _ids([delivery.id])
+        keys = message_ids([delivery.id])
         if not keys:
             return
         q = self.names.qualified

@@ -21,8 +21,9 @@ for i, m in ipairs(a.pub) do redis.call('XADD', KEYS[2 + i], '*', 'b', m[1], 'h'
 return 1
 """
 
-# KEYS: job, steps, stream keys...  ARGV[1]: {"step", "set", "inc", "del", "req", "read",
-# "rec", "exp", "pub"}. Returns {status, recorded messages, read values}.
+# KEYS: job, steps, stream keys... [, ack stream, ack release zset]  ARGV[1]: {"step", "set",
+# "inc", "del", "req", "read", "rec", "exp", "pub"[, "ack": [group, id]]}.
+# Returns {status, recorded messages, read values[, 1 when acked (Store rule 6b)]}.
 TRANSITION = """
 local job, steps = KEYS[1], KEYS[2]
 local a = cjson.decode(ARGV[1])
@@ -31,6 +32,7 @@ local function readf()
   for i, f in ipairs(a.read) do out[i] = redis.call('HGET', job, f) end
   return out
 end
+local function apply()
 if redis.call('EXISTS', job) == 0 then return {'rejected', '', {}} end
 local rec = redis.call('HGET', steps, a.step)
 if rec then return {'duplicate', rec, readf()} end
@@ -67,6 +69,15 @@ else
 end
 for i, m in ipairs(a.pub) do redis.call('XADD', KEYS[2 + i], '*', 'b', m[1], 'h', m[2]) end
 return {'applied', '', readf()}
+end
+local res = apply()
+if res[1] == 'applied' and a.ack then
+  local n = #KEYS
+  redis.pcall('XACK', KEYS[n - 1], a.ack[1], a.ack[2])
+  redis.call('ZREM', KEYS[n], a.ack[2])
+  res[4] = 1
+end
+return res
 """
 
 # Timers: KEYS due zset, lease zset, body hash, token hash.

@@ -39,6 +39,7 @@ from hotmesh.providers import (
 )
 from hotmesh_redis import _store_lua as lua
 from hotmesh_redis._base import Client, RedisProvider
+from hotmesh_redis.stream import RedisStream
 
 
 def _ms(delta: timedelta) -> int:
@@ -134,8 +135,6 @@ class RedisStore(RedisProvider):
         hash slots, and one script may only touch one slot; the engine then publishes after
         the commit (engine rule 3).
         """
-        from hotmesh_redis.stream import RedisStream
-
         return (
             isinstance(stream, RedisStream)
             and not self.settings.cluster
@@ -148,8 +147,6 @@ class RedisStore(RedisProvider):
     ) -> tuple[bool, list[str], list[list[str]]]:
         if not messages or stream is None or not self.can_publish_to(stream):
             return False, [], []
-        from hotmesh_redis.stream import RedisStream
-
         assert isinstance(stream, RedisStream)
         keys = [stream.stream_key(m.stream) for m in messages]
         payload = [[dumps(dict(m.body)), dumps(dict(m.headers))] for m in messages]
@@ -181,26 +178,28 @@ class RedisStore(RedisProvider):
             incs.append([k, str(v) if isinstance(v, int) else repr(float(v))])
         reqs = [[k] if v is None else [k, dumps(v, f"require[{k!r}]")] for k, v in t.require.items()]
         published, skeys, payload = self._outbox(t.messages, stream)
-        arg = dumps(
-            {
-                "step": t.step,
-                "set": sets,
-                "inc": incs,
-                "del": list(t.delete),
-                "req": reqs,
-                "read": list(t.read),
-                "rec": _encode_messages(t.messages),
-                "exp": -1 if t.expire is None else _ms(t.expire),
-                "pub": payload,
-            }
-        )
-        status, rec, values = await self._run("TRANSITION", self._job_keys(t.job_id) + skeys, [arg])
+        doc: dict[str, Any] = {
+            "step": t.step,
+            "set": sets,
+            "inc": incs,
+            "del": list(t.delete),
+            "req": reqs,
+            "read": list(t.read),
+            "rec": _encode_messages(t.messages),
+            "exp": -1 if t.expire is None else _ms(t.expire),
+            "pub": payload,
+        }
+        if t.ack is not None and stream is not None and self.can_publish_to(stream):  # Store rule 6b
+            assert isinstance(stream, RedisStream)
+            skeys = skeys + stream.ack_keys(t.ack.message.stream, t.ack.group)
+            doc["ack"] = [t.ack.group, t.ack.id]
+        status, rec, values, *acked = await self._run("TRANSITION", self._job_keys(t.job_id) + skeys, [dumps(doc)])
         if status == "notnumber":
             raise ValidationError(f"cannot increment field {rec!r} of job {t.job_id!r}: not a number")
         fields = {f: loads(v) for f, v in zip(t.read, values, strict=False) if v is not None}
         if status == "applied":
             return TransitionResult(
-                TransitionStatus.APPLIED, fields, tuple(t.messages), published and bool(t.messages)
+                TransitionStatus.APPLIED, fields, tuple(t.messages), published and bool(t.messages), bool(acked)
             )
         if status == "duplicate":
             return TransitionResult(TransitionStatus.DUPLICATE, fields, _decode_messages(rec))

@@ -74,6 +74,10 @@ class RedisStream(RedisProvider):
         base = self.stream_key(stream)
         return [base, f"{base}:rel:{group}", f"{base}:dl:{group}"]
 
+    def ack_keys(self, stream: str, group: str) -> list[str]:
+        """The keys an ack touches (the store acks with a transition: Store rule 6b)."""
+        return self._skeys(stream, group)[:2]
+
     async def _on_open(self, client: Client) -> None:
         for name in ("READ", "ACK", "RELEASE", "DEAD_LETTER", "BACKLOG", "TRIM"):
             self._scripts[name] = client.register_script(getattr(lua, name))

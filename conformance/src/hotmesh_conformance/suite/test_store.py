@@ -258,6 +258,25 @@ async def test_atomic_outbox_publishes_with_transition(store: Any, stream: Any) 
     assert bodies == [{"n": 0}, {"n": 1}, {"n": 2}], f"Store rule 6: stream holds {bodies}"
 
 
+async def test_transition_acks_its_delivery_only_when_applied(store: Any, stream: Any) -> None:
+    """Store rule 6b: with ``ack`` and can_publish_to(stream), an APPLIED transition acks the
+    delivery in the same operation; DUPLICATE, REJECTED and calls without ``stream=`` do not."""
+    await stream.publish([Message("work", {"n": n}) for n in range(4)])
+    d1, d2, d3, d4 = await stream.read(ReadRequest("work", "g", "c", count=4))
+    await store.create_job(NewJob("j", {}))
+    folds = store.can_publish_to(stream)
+    applied = await store.apply_transition(Transition("j", "s", set={"a": 1}, ack=d1), stream=stream)
+    assert applied.status is APPLIED and applied.acked is folds, f"Store rule 6b: {applied}"
+    dup = await store.apply_transition(Transition("j", "s", ack=d2), stream=stream)
+    assert dup.status is DUPLICATE and dup.acked is False, f"Store rule 6b: a duplicate acked: {dup}"
+    rejected = await store.apply_transition(Transition("j", "t", require={"a": 2}, ack=d3), stream=stream)
+    assert rejected.status is REJECTED and rejected.acked is False, f"Store rule 6b: {rejected}"
+    alone = await store.apply_transition(Transition("j", "u", ack=d4))
+    assert alone.status is APPLIED and alone.acked is False, f"Store rule 6b: acked without stream=: {alone}"
+    assert await stream.backlog("work", "g") == (3 if folds else 4), "Store rule 6b: wrong deliveries acked"
+    assert await stream.ack("work", "g", [d1.id]) == (0 if folds else 1), "Store rule 6b: d1 still pending"
+
+
 async def test_no_outbox_without_stream_argument(store: Any, stream: Any) -> None:
     """Store rule 6: without ``stream=`` nothing is enqueued and ``published`` is False."""
     await store.create_job(NewJob("j", {}))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -12,7 +13,7 @@ from datetime import timedelta
 from hotmesh.connection import Connection
 from hotmesh.engine.crashpoints import crashpoint
 from hotmesh.engine.quorum import Quorum
-from hotmesh.engine.router import DeadLetterHook, Handler, RetryPolicy, Router
+from hotmesh.engine.router import CURRENT_DELIVERY, DeadLetterHook, Handler, RetryPolicy, Router
 from hotmesh.engine.scheduler import Scheduler
 from hotmesh.providers import JSONValue, Message, NewJob, Transition, TransitionResult
 
@@ -97,13 +98,24 @@ class Engine:
             await self.connection.stream.publish(list(job.messages))
         return result.created
 
-    async def transition(self, transition: Transition) -> TransitionResult:
+    async def transition(self, transition: Transition, *, final: bool = False) -> TransitionResult:
         """Apply a transition; (re)publish its recorded follow-ups unless the store already did.
 
         Engine rule 2: re-applying is a no-op that re-emits the same follow-ups, so a crash
         between commit and publish is healed by redelivery.
+
+        ``final=True`` says this transition is the last effect of the delivery being handled
+        (nothing the handler does after it needs redelivery to be redone): where the store can
+        publish to the stream it also acks that delivery atomically (Store rule 6b), and the
+        router skips its own ack. Elsewhere it changes nothing.
         """
-        result = await self.connection.store.apply_transition(transition, stream=self.connection.stream)
+        store, stream = self.connection.store, self.connection.stream
+        slot = CURRENT_DELIVERY.get() if final else None
+        if slot is not None and not slot.acked and store.can_publish_to(stream):
+            transition = dataclasses.replace(transition, ack=slot.delivery)
+        result = await store.apply_transition(transition, stream=stream)
+        if slot is not None and result.acked:
+            slot.acked = True
         crashpoint("engine.after_commit")
         if result.messages and not result.published:
             await self.connection.stream.publish(list(result.messages))

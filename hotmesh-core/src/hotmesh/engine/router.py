@@ -1,7 +1,9 @@
 """Router: consume one stream through a consumer group with bounded concurrency.
 
 Engine rule 3 (ack after effects): a delivery is acked only after its handler returned, i.e.
-after the handler's transition committed and its follow-ups were published. A handler that raises
+after the handler's transition committed and its follow-ups were published. A handler whose last
+effect is one transition may instead have the store ack inside that transition
+(``Engine.transition(..., final=True)``, Store rule 6b): one round trip less per task. A handler that raises
 is released with exponential backoff and dead-lettered (keeping the error) after
 ``retry.max_attempts`` deliveries. On shutdown, in-flight work gets a grace period to finish; what
 is still running is cancelled and released at once so another engine takes it (never lost).
@@ -14,6 +16,7 @@ import logging
 import traceback
 import uuid
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -28,6 +31,18 @@ RETAIN = 1000
 """Fully acked messages a trim leaves in the stream (recent history for inspection)."""
 
 Handler = Callable[[Delivery], Awaitable[None]]
+
+
+@dataclass
+class AckSlot:
+    """The delivery a handler is working on, and whether a transition already acked it."""
+
+    delivery: Delivery
+    acked: bool = False
+
+
+CURRENT_DELIVERY: ContextVar[AckSlot | None] = ContextVar("hotmesh_current_delivery", default=None)
+"""Set by the router around each handler call (each handler runs in its own task)."""
 DeadLetterHook = Callable[[Delivery, BaseException], Awaitable[None]]
 
 
@@ -134,17 +149,26 @@ class Router:
         self._inflight.pop(task, None)
 
     async def _handle(self, delivery: Delivery) -> None:
+        slot = AckSlot(delivery)
+        token = CURRENT_DELIVERY.set(slot)
         try:
             await self.handler(delivery)
-            crashpoint("router.before_ack")
-            await self.stream.ack(self.stream_name, self.group, [delivery.id])
+            if not slot.acked:  # else the handler's final transition acked it (Store rule 6b)
+                crashpoint("router.before_ack")
+                await self.stream.ack(self.stream_name, self.group, [delivery.id])
             self._acked += 1
             if self._acked % TRIM_EVERY == 0 and (self._trimming is None or self._trimming.done()):
                 self._trimming = asyncio.create_task(self._trim(), name=f"trim:{self.stream_name}")
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            await self._failed(delivery, exc)
+            if not slot.acked:
+                CURRENT_DELIVERY.set(None)  # dead-letter hooks must not fold the ack away
+                await self._failed(delivery, exc)
+            else:  # its work is committed and acked; what failed after that was best-effort
+                log.warning("after %s/%s was done and acked: %s", self.stream_name, delivery.id, exc)
+        finally:
+            CURRENT_DELIVERY.reset(token)
 
     async def _trim(self) -> None:
         """Drop fully acked messages beyond the retained tail (Stream rule 10 never drops unacked

@@ -100,8 +100,16 @@ class WorkflowState:
         self.commands: list[Command] = []
         self.waiting: list[int] = []
         self.closed = False
-        self.random = random.Random(f"{workflow_id}:{self.run}")
+        self._random: random.Random | None = None
         self.loop: ReplayLoop | None = None
+
+    @property
+    def random(self) -> random.Random:
+        """The workflow's deterministic generator, seeded by id and run (made on first use:
+        seeding costs more than a whole replay of a short workflow)."""
+        if self._random is None:
+            self._random = random.Random(f"{self.workflow_id}:{self.run}")
+        return self._random
 
     def info(self) -> WorkflowInfo:
         return WorkflowInfo(

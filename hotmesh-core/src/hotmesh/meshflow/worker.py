@@ -259,7 +259,9 @@ class Worker:
                 return
             resolved = False
             if outcome.commands:
-                dispatched = await self._dispatch(workflow_id, run, outcome.commands, gen, delivery_id)
+                # Activities alone have no effects after the transition: it may ack the task.
+                final = not redo and all(c.type == "activity" for c in outcome.commands)
+                dispatched = await self._dispatch(workflow_id, run, outcome.commands, gen, delivery_id, final=final)
                 if dispatched is None:
                     continue  # lost the race on ``gen``: replay what the winner wrote
                 resolved = dispatched
@@ -270,9 +272,19 @@ class Worker:
         log.error("workflow %s kept resolving calls for %d replays; leaving it for the next task", workflow_id, MAX_ROUNDS)
 
     async def _dispatch(
-        self, workflow_id: str, run: int, commands: list[Command], gen: JSONValue, delivery_id: str
+        self,
+        workflow_id: str,
+        run: int,
+        commands: list[Command],
+        gen: JSONValue,
+        delivery_id: str,
+        *,
+        final: bool = False,
     ) -> bool | None:
-        """Persist new commands in one guarded transition; None if another replay won the race."""
+        """Persist new commands in one guarded transition; None if another replay won the race.
+
+        ``final``: nothing follows the transition for this task (see ``Engine.transition``).
+        """
         job_key = rec.job_id(workflow_id)
         step = f"r:{run}:{gen}:{delivery_id}"
         now = time.time()
@@ -303,7 +315,8 @@ class Worker:
                 set=sets,
                 require={"gen": gen, "status": rec.RUNNING},
                 messages=tuple(messages),
-            )
+            ),
+            final=final,
         )
         if result.status is TransitionStatus.REJECTED:
             return None
@@ -460,7 +473,8 @@ class Worker:
                     delete=stale,
                     require={"gen": gen, "status": rec.RUNNING},
                     messages=(rec.run_message(self.task_queue, workflow_id, "start"),),
-                )
+                ),
+                final=True,
             )
             return result.status is not TransitionStatus.REJECTED
         fields: dict[str, JSONValue] = {"finished_at": time.time()}
@@ -476,6 +490,9 @@ class Worker:
             fields.update(status=rec.FAILED, error=rec.describe_exception(outcome.error))
         expire = job.get("expire")
         fields["final_step"] = f"done:{run}"
+        record_ttl = job.get("record_ttl")
+        # The announcement after it is best-effort (waiting clients re-read the job), so the
+        # outcome may ack the task unless a record ttl timer must still be scheduled.
         result = await self.engine.transition(
             Transition(
                 job_key,
@@ -484,13 +501,13 @@ class Worker:
                 require={"gen": gen, "status": rec.RUNNING},
                 messages=tuple(_parent_messages(job, fields)),
                 expire=timedelta(seconds=float(expire)) if isinstance(expire, (int, float)) else None,
-            )
+            ),
+            final=not isinstance(record_ttl, (int, float)),
         )
         if result.status is TransitionStatus.REJECTED:
             return False
         crashpoint("workflow.after_finish")
         await self.connection.sub.publish(rec.result_topic(workflow_id), _announcement(fields))
-        record_ttl = job.get("record_ttl")
         if isinstance(record_ttl, (int, float)):
             await self.engine.scheduler.schedule(
                 Timer(
@@ -557,7 +574,8 @@ class Worker:
                 set={f"h:{seq}": rec.ok(value, "activity")},
                 require={"status": rec.RUNNING, "run": run},
                 messages=(rec.run_message(reply_queue, workflow_id),),
-            )
+            ),
+            final=True,
         )
 
     async def _activity_failed(
@@ -581,7 +599,8 @@ class Worker:
                     set={f"h:{seq}": rec.failed(error, "activity"), f"e:{seq}:{attempt}": error},
                     require={"status": rec.RUNNING, "run": run},
                     messages=(rec.run_message(reply_queue, workflow_id),),
-                )
+                ),
+                final=True,
             )
             return
         result = await self.engine.transition(

@@ -122,6 +122,10 @@ class Transition:
         messages: follow-up messages emitted by this transition.
         expire: from now on the job (and its step records) expires after this long; ``None``
             leaves the expiry as it is.
+        ack: the delivery whose handling this transition completes. A store that can publish
+            to the delivery's stream acks it in the same atomic operation when the transition
+            is APPLIED (Store rule 6b), saving the separate ack round trip; every
+            other store ignores it and the engine acks afterwards as usual.
     """
 
     job_id: str
@@ -133,6 +137,7 @@ class Transition:
     read: tuple[str, ...] = ()
     messages: tuple[Message, ...] = ()
     expire: timedelta | None = None
+    ack: Delivery | None = None
 
 
 @dataclass(frozen=True)
@@ -148,12 +153,15 @@ class TransitionResult:
             re-publishes them on redelivery: re-applying is a no-op that re-emits the follow-ups.
         published: True when the provider already enqueued ``messages`` on the stream in the
             same atomic operation (see Store rule 6).
+        acked: True when the provider acked the transition's ``ack`` delivery in the same
+            atomic operation (Store rule 6b); the caller must not rely on acking it again.
     """
 
     status: TransitionStatus
     fields: Mapping[str, JSONValue] = field(default_factory=_empty)
     messages: tuple[Message, ...] = ()
     published: bool = False
+    acked: bool = False
 
 
 @dataclass(frozen=True)

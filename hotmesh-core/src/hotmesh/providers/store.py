@@ -43,6 +43,12 @@ class Store(Provider, Protocol):
         6. When ``stream`` is given and ``can_publish_to(stream)`` is true, the messages are
            enqueued on it in the same atomic operation and ``published`` is True. Otherwise
            ``published`` is False and the caller publishes them (after commit: engine rule 3).
+        6b. When ``ack`` is given and ``can_publish_to(stream)`` is true, a transition that
+           returns APPLIED also acks that delivery (Stream rule 3) in the same atomic operation
+           and ``acked`` is True; if the operation fails, nothing is acked. DUPLICATE and
+           REJECTED do not ack (``acked`` is False): the caller may still have work to do for
+           that delivery (re-do the step's effects, replay newer state) and acks it itself.
+           Any other store ignores ``ack`` and returns ``acked=False``.
         7. ``get_job`` returns the requested fields (all when ``fields`` is None) or None when the
            job does not exist. Values come back as the JSON that was stored.
         8. With STORE_TTL, a job with an expiry disappears (create may reuse the id) once it

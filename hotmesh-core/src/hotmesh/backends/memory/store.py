@@ -129,12 +129,16 @@ class MemoryStore(MemoryProvider):
                 job["expires"] = time.time() + t.expire.total_seconds()
             if outbox is not None and t.messages:
                 outbox.append_locked(t.messages)
+            acked = outbox is not None and t.ack is not None
+            if outbox is not None and t.ack is not None:
+                outbox.ack_locked(t.ack.message.stream, t.ack.group, [t.ack.id])
             read = {k: _copy(fields[k]) for k in t.read if k in fields}
         return TransitionResult(
             status=TransitionStatus.APPLIED,
             fields=read,
             messages=t.messages,
             published=outbox is not None and bool(t.messages),
+            acked=acked,
         )
 
     async def get_job(

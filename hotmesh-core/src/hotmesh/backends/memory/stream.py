@@ -120,8 +120,12 @@ class MemoryStream(MemoryProvider):
     async def ack(self, stream: str, group: str, ids: Sequence[str], /) -> int:
         """Stream rule 3."""
         with self.database.lock:
-            pending = self._group(stream, group)["pending"]
-            return sum(1 for i in ids if pending.pop(int(i), None) is not None)
+            return self.ack_locked(stream, group, ids)
+
+    def ack_locked(self, stream: str, group: str, ids: Sequence[str]) -> int:
+        """Ack; the caller holds the database lock (used by the store, Store rule 6b)."""
+        pending = self._group(stream, group)["pending"]
+        return sum(1 for i in ids if pending.pop(int(i), None) is not None)
 
     async def release(
         self, stream: str, group: str, ids: Sequence[str], /, *, delay: timedelta = timedelta(0)

@@ -24,7 +24,7 @@ from hotmesh.backends.sqlite._messages import (
     notify_streams,
 )
 from hotmesh.backends.sqlite._provider import BASE_CAPABILITIES, SqliteProvider
-from hotmesh.backends.sqlite.stream import SqliteStream
+from hotmesh.backends.sqlite.stream import SqliteStream, ack_seqs, delete_pending
 from hotmesh.errors import ValidationError
 from hotmesh.providers import (
     Capability,
@@ -190,6 +190,8 @@ class SqliteStore(SqliteProvider):
         rows = encode_messages(t.messages)
         steps_json = messages_to_json(t.messages)
         outbox = stream if self.can_publish_to(stream) and rows else None
+        ack = t.ack if t.ack is not None and self.can_publish_to(stream) else None
+        ack_ns = stream.namespace if isinstance(stream, SqliteStream) else ""
         ns = self._namespace
 
         def run(conn: sqlite3.Connection) -> TransitionResult:
@@ -235,11 +237,14 @@ class SqliteStore(SqliteProvider):
             )
             if outbox is not None:  # rule 6
                 insert_messages(conn, outbox.namespace, rows)
+            if ack is not None:  # rule 6b
+                delete_pending(conn, ack_ns, ack.message.stream, ack.group, ack_seqs([ack.id]))
             return TransitionResult(
                 status=TransitionStatus.APPLIED,
                 fields={k: fields[k] for k in t.read if k in fields},
                 messages=tuple(t.messages),
                 published=outbox is not None,
+                acked=ack is not None,
             )
 
         result = await self._db.write(run)

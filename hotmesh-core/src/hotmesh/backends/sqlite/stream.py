@@ -29,7 +29,7 @@ from hotmesh.providers import Capability, DeadLetter, Delivery, Message, ReadReq
 MAX_DELIVERIES_ERROR = "max deliveries exceeded"
 
 
-def _seqs(ids: Sequence[str]) -> list[int]:
+def ack_seqs(ids: Sequence[str]) -> list[int]:
     """Message ids are decimal row ids; anything else names no message."""
     found: list[int] = []
     for value in ids:
@@ -189,21 +189,11 @@ class SqliteStream(SqliteProvider):
 
     async def ack(self, stream: str, group: str, ids: Sequence[str], /) -> int:
         """Remove deliveries from the group's pending set; count those that were pending (rule 3)."""
-        seqs = _seqs(ids)
+        seqs = ack_seqs(ids)
         if not seqs:
             return 0
         ns = self._namespace
-
-        def run(conn: sqlite3.Connection) -> int:
-            removed = 0
-            for seq in seqs:
-                removed += conn.execute(
-                    "DELETE FROM hm_pending WHERE ns = ? AND stream = ? AND grp = ? AND seq = ?",
-                    (ns, stream, group, seq),
-                ).rowcount
-            return removed
-
-        return await self._db.write(run)
+        return await self._db.write(lambda conn: delete_pending(conn, ns, stream, group, seqs))
 
     async def release(
         self, stream: str, group: str, ids: Sequence[str], /, *, delay: timedelta = timedelta(0)
@@ -211,7 +201,7 @@ class SqliteStream(SqliteProvider):
         """Make pending deliveries visible now or after ``delay`` (Stream rule 9, STREAM_DELAY)."""
         if delay < timedelta(0):
             raise ValidationError(f"release delay must not be negative, got {delay}")
-        seqs = _seqs(ids)
+        seqs = ack_seqs(ids)
         if not seqs:
             return 0
         ns = self._namespace
@@ -236,7 +226,7 @@ class SqliteStream(SqliteProvider):
         """Move a pending delivery to the dead letters and ack it (Stream rule 8)."""
         if not isinstance(error, str):
             raise ValidationError("dead_letter error must be a string")
-        seqs = _seqs([delivery.id])
+        seqs = ack_seqs([delivery.id])
         if not seqs:
             return
         ns, stream, group, seq = self._namespace, delivery.message.stream, delivery.group, seqs[0]
@@ -371,3 +361,14 @@ def _check_request(request: ReadRequest) -> None:
         raise ValidationError("ReadRequest.block and visibility_timeout must not be negative")
     if request.max_deliveries is not None and request.max_deliveries < 0:
         raise ValidationError("ReadRequest.max_deliveries must not be negative")
+
+
+def delete_pending(conn: sqlite3.Connection, ns: str, stream: str, group: str, seqs: Sequence[int]) -> int:
+    """Ack inside the caller's transaction (the stream's ``ack`` and the store's Store rule 6b)."""
+    removed = 0
+    for seq in seqs:
+        removed += conn.execute(
+            "DELETE FROM hm_pending WHERE ns = ? AND stream = ? AND grp = ? AND seq = ?",
+            (ns, stream, group, seq),
+        ).rowcount
+    return removed
