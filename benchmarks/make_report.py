@@ -549,7 +549,8 @@ def build(data: dict[str, Any], plot_dir: Path, plot_rel: str) -> str:
       "that leave together and folding the ack remove both syscalls and round trips.")
     w(f"- **PostgreSQL** (exec {fmt(med(p_mc.get('p50', [])))} ms, workflow {fmt(med(p_mf.get('p50_wf_one', [])))} ms, "
       f"{fmt(med(p_mf.get('wfs_wf_one', [])))} wf/s): {fmt(p_wire, 1)} statements per workflow"
-      + (f", {fmt(pg_commits, 1)} commits counted by the server" if pg_commits is not None else "")
+      + (f", {fmt(pg_commits, 1)} commits counted by the server (which also counts the claiming reads that the wire "
+         "count lists apart as blocked reads, and the scheduler's)" if pg_commits is not None else "")
       + ", each write a durable commit (fsync, synchronous_commit=on) and each task woken by NOTIFY → LISTEN "
       f"(floor {fmt((fl.get('postgres') or {}).get('wake'), 2)} ms in this run). What closes it: fewer commits in series per "
       "task (fold the ack DELETE and pg_notify into the transition's statement), and more than 50 in flight only once the "
