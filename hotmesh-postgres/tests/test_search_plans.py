@@ -7,6 +7,7 @@ ANALYZE: nothing here depends on timing) with its parameters bound, as the provi
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -219,3 +220,25 @@ async def test_wrong_typed_values_never_match_and_ne_keeps_missing_fields(url: s
         assert await ids(Condition("a", Op.NE, "5")) == ["d1", "d3"]
         assert await ids(Condition("n", Op.NE, 5)) == ["d1", "d3"]
         await search.drop_index("t")
+
+
+async def test_concurrent_create_index_from_two_providers(url: str, namespace: str) -> None:
+    """The DDL is serialized by an advisory lock: no duplicate-name error, one set of indexes."""
+    options = {"pool_max_size": 2}
+    async with PostgresSearch(url, namespace=namespace, options=options) as a, PostgresSearch(
+        url, namespace=namespace, options=options
+    ) as b:
+        for _ in range(3):
+            await asyncio.gather(a.create_index(SPEC), b.create_index(SPEC), a.create_index(SPEC))
+            await asyncio.gather(a.drop_index("bench"), b.drop_index("bench"))
+        await asyncio.gather(a.create_index(SPEC), b.create_index(SPEC))
+        schema = SchemaNames.for_namespace(namespace).schema
+        with psycopg.connect(url, autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+                " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = %s AND starts_with(c.relname, %s) AND i.indisvalid",
+                (schema, index_prefix("bench")),
+            ).fetchall()
+        assert {r[0] for r in rows} == set(field_indexes(SPEC))
+        await a.drop_index("bench")

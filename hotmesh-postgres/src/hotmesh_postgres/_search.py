@@ -323,9 +323,10 @@ class PostgresSearch(PostgresProvider):
     ) -> None:
         """Make the field indexes (and statistics) of ``index`` exactly these: build, drop.
 
-        Runs on one autocommit connection under a session advisory lock per namespace, so two
-        processes never build or drop the same index at once. Small tables get plain
-        ``CREATE INDEX`` (a ShareLock for milliseconds); above ``_CONCURRENT_ROWS`` documents
+        Runs on one pooled (autocommit) connection under a session advisory lock per namespace,
+        so two processes never build or drop the same index at once; on any error or
+        cancellation that connection is closed (the pool replaces it), so the lock can never
+        stay behind on an idle pooled connection. Small tables get plain ``CREATE INDEX`` (a ShareLock for milliseconds); above ``_CONCURRENT_ROWS`` documents
         the builds and drops are CONCURRENTLY (writers are never blocked; it waits for older
         transactions instead). A concurrent build that failed leaves an INVALID index: it is
         found here (under the lock, nobody else is building it) and rebuilt. Indexes never
@@ -337,69 +338,72 @@ class PostgresSearch(PostgresProvider):
         table = self.names.qualified("search_docs")
         predicate = sql.SQL("index_name = {}").format(sql.Literal(index))
 
-        async def work(conn: AsyncConnection[Any]) -> None:
-            await conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (lock,))
-            try:
-                cur = await conn.execute(
-                    "SELECT c.relname, i.indisvalid FROM pg_index i"
-                    " JOIN pg_class c ON c.oid = i.indexrelid"
-                    " JOIN pg_class t ON t.oid = i.indrelid"
-                    " JOIN pg_namespace n ON n.oid = t.relnamespace"
-                    " WHERE n.nspname = %s AND t.relname = 'search_docs'"
-                    " AND starts_with(c.relname, %s)",
-                    (schema, prefix),
-                )
-                existing = {str(r[0]): bool(r[1]) for r in await cur.fetchall()}
-                stats = statistics if conn.info.server_version >= 140000 else {}
-                cur = await conn.execute(
-                    "SELECT s.stxname FROM pg_statistic_ext s"
-                    " JOIN pg_namespace n ON n.oid = s.stxnamespace"
-                    " WHERE n.nspname = %s AND starts_with(s.stxname, %s)",
-                    (schema, prefix),
-                )
-                existing_stats = {str(r[0]) for r in await cur.fetchall()}
-                for name in existing_stats - set(stats):
-                    await conn.execute(
-                        sql.SQL("DROP STATISTICS IF EXISTS {}.{}").format(
-                            self.names.ident, sql.Identifier(name)
-                        )
-                    )
-                for name in set(stats) - existing_stats:
-                    await conn.execute(
-                        sql.SQL("CREATE STATISTICS IF NOT EXISTS {}.{} ON {} FROM {}").format(
-                            self.names.ident, sql.Identifier(name), stats[name], table
-                        )
-                    )
-                if all(existing.get(n) for n in wanted) and set(existing) <= set(wanted):
-                    return
-                cur = await conn.execute(
-                    "SELECT greatest(c.reltuples, 0), c.relpages FROM pg_class c"
-                    " JOIN pg_namespace n ON n.oid = c.relnamespace"
-                    " WHERE n.nspname = %s AND c.relname = 'search_docs'",
-                    (schema,),
-                )
-                size: tuple[Any, ...] = await cur.fetchone() or (0, 0)
-                big = size[0] > _CONCURRENT_ROWS or size[1] > _CONCURRENT_ROWS // 20
-                how = sql.SQL("CONCURRENTLY " if big else "")
-                for name, valid in existing.items():
-                    if name not in wanted or not valid:
-                        await conn.execute(
-                            sql.SQL("DROP INDEX {}IF EXISTS {}.{}").format(
-                                how, self.names.ident, sql.Identifier(name)
-                            )
-                        )
-                for name, columns in wanted.items():
-                    if existing.get(name):
-                        continue
-                    await conn.execute(
-                        sql.SQL("CREATE INDEX {}IF NOT EXISTS {} ON {} {} WHERE {}").format(
-                            how, sql.Identifier(name), table, columns, predicate
-                        )
-                    )
-            finally:
+        async def apply(conn: AsyncConnection[Any]) -> None:
+            cur = await conn.execute(
+                "SELECT c.relname, i.indisvalid FROM pg_index i"
+                " JOIN pg_class c ON c.oid = i.indexrelid"
+                " JOIN pg_class t ON t.oid = i.indrelid"
+                " JOIN pg_namespace n ON n.oid = t.relnamespace"
+                " WHERE n.nspname = %s AND t.relname = 'search_docs'"
+                " AND starts_with(c.relname, %s)",
+                (schema, prefix),
+            )
+            existing = {str(r[0]): bool(r[1]) for r in await cur.fetchall()}
+            stats = statistics if conn.info.server_version >= 140000 else {}
+            cur = await conn.execute(
+                "SELECT s.stxname FROM pg_statistic_ext s"
+                " JOIN pg_namespace n ON n.oid = s.stxnamespace"
+                " WHERE n.nspname = %s AND starts_with(s.stxname, %s)",
+                (schema, prefix),
+            )
+            existing_stats = {str(r[0]) for r in await cur.fetchall()}
+            for name in existing_stats - set(stats):
                 await conn.execute(
-                    "SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (lock,)
+                    sql.SQL("DROP STATISTICS IF EXISTS {}.{}").format(
+                        self.names.ident, sql.Identifier(name)
+                    )
                 )
+            for name in set(stats) - existing_stats:
+                await conn.execute(
+                    sql.SQL("CREATE STATISTICS IF NOT EXISTS {}.{} ON {} FROM {}").format(
+                        self.names.ident, sql.Identifier(name), stats[name], table
+                    )
+                )
+            if all(existing.get(n) for n in wanted) and set(existing) <= set(wanted):
+                return
+            cur = await conn.execute(
+                "SELECT greatest(c.reltuples, 0), c.relpages FROM pg_class c"
+                " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = %s AND c.relname = 'search_docs'",
+                (schema,),
+            )
+            size: tuple[Any, ...] = await cur.fetchone() or (0, 0)
+            big = size[0] > _CONCURRENT_ROWS or size[1] > _CONCURRENT_ROWS // 20
+            how = sql.SQL("CONCURRENTLY " if big else "")
+            for name, valid in existing.items():
+                if name not in wanted or not valid:
+                    await conn.execute(
+                        sql.SQL("DROP INDEX {}IF EXISTS {}.{}").format(
+                            how, self.names.ident, sql.Identifier(name)
+                        )
+                    )
+            for name, columns in wanted.items():
+                if existing.get(name):
+                    continue
+                await conn.execute(
+                    sql.SQL("CREATE INDEX {}IF NOT EXISTS {} ON {} {} WHERE {}").format(
+                        how, sql.Identifier(name), table, columns, predicate
+                    )
+                )
+
+        async def work(conn: AsyncConnection[Any]) -> None:
+            try:
+                await conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (lock,))
+                await apply(conn)
+                await conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (lock,))
+            except BaseException:
+                await conn.close()  # takes the session lock with it; the pool replaces it
+                raise
 
         await self._run(work)
 
