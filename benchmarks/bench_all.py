@@ -223,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
                 if anchor and reach["postgres"] is None:
                     theirs.append((f"r{r}-ts-postgres", [PY, str(HERE / "peers" / "ts_bench.py"), "--anchor", anchor,
                                                          "--backend", "postgres", *q,
+                                                         *(["--cases", "meshcall,meshflow"] if quick else []),
                                                          "--json", str(out_dir / f"r{r}-ts-postgres.json")], 900))
                 theirs.append((f"r{r}-dbos-sqlite", [PY, str(HERE / "peers" / "dbos_bench.py"), *q, "--url", "sqlite",
                                                      "--json", str(out_dir / f"r{r}-dbos-sqlite.json")], 600))
