@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -72,6 +73,10 @@ _KEEP = object()
 _DELETE = object()
 """Returned by a mutation to delete the entry."""
 _MAX_RETRIES = 200
+_RECENT_ENTRIES = 4096
+"""Entries whose last known (revision, value) this store remembers (see ``_mutate``)."""
+_RECENT_MAX_BYTES = 64 * 1024
+"""Larger values are not remembered (a long history would cost more memory than it saves)."""
 _SCAN_BATCH = 1000
 _CAS_SERIALIZED = (2, 9, 21)
 """First nats-server whose clustered streams check the expected revision inside the Raft
@@ -120,6 +125,7 @@ class NatsStore(NatsProvider):
         super().__init__(url, namespace=namespace, options=options)
         self._bucket = f"hotmesh_{self.namespace}"
         self._kv: KeyValue | None = None
+        self._recent: OrderedDict[str, tuple[int, bytes]] = OrderedDict()
 
     async def _opened(self) -> None:
         """Refuse replicated buckets on servers whose compare-and-set is not serialized."""
@@ -171,35 +177,69 @@ class NatsStore(NatsProvider):
             try:
                 entry = await kv.get(key)
             except KeyNotFoundError:
+                self._recent.pop(key, None)
                 return None, None
         if entry.value is None or entry.operation in ("DEL", "PURGE"):
+            self._recent.pop(key, None)
             return None, None
+        self._remember(key, entry.revision, entry.value)
         return loads(entry.value), entry.revision
 
-    async def _mutate(self, key: str, change: Callable[[Any], tuple[Any, R]]) -> R:
+    def _remember(self, key: str, revision: int | None, raw: bytes) -> None:
+        if revision is None or len(raw) > _RECENT_MAX_BYTES:
+            self._recent.pop(key, None)
+            return
+        self._recent[key] = (revision, raw)
+        self._recent.move_to_end(key)
+        if len(self._recent) > _RECENT_ENTRIES:
+            self._recent.popitem(last=False)
+
+    async def _mutate(
+        self, key: str, change: Callable[[Any], tuple[Any, R]], *, expect_absent: bool = False
+    ) -> R:
         """Read-modify-write ``key`` with CAS on its revision, retrying on conflict.
 
         ``change(current)`` returns (new value | _KEEP | _DELETE, result); it must be pure
         because it is re-run on each retry.
+
+        Round trips: the first attempt starts from this store's last known (revision, value)
+        of the key when it has one (what it wrote or read last), or from "absent" when
+        ``expect_absent`` says the caller expects a new key, so a worker that reads a job and
+        then changes it, or changes the same job twice, pays one request instead of two. The
+        compare-and-set makes a stale starting point harmless: it fails, and the change is
+        re-run on a fresh read. A decision to write nothing made on such a guess is never
+        trusted either: it is re-made on a fresh read.
         """
         kv = await self._bucket_kv()
+        known = self._recent.get(key)
+        guess: tuple[Any, int | None] | None = (
+            (loads(known[1]), known[0]) if known is not None else (None, None) if expect_absent else None
+        )
         for _ in range(_MAX_RETRIES):
-            current, revision = await self._get(key)
+            current, revision = guess if guess is not None else await self._get(key)
+            guessed, guess = guess is not None, None
             new, result = change(current)
             if new is _KEEP:
+                if guessed:
+                    continue
                 return result
             try:
                 async with self.errors("write"):
                     if new is _DELETE:
+                        self._recent.pop(key, None)
                         if revision is not None:
                             await kv.delete(key, last=revision)
-                    elif revision is None:
-                        await kv.create(key, dumps(new).encode())
+                        return result
+                    raw = dumps(new).encode()
+                    if revision is None:
+                        written = await kv.create(key, raw)
                     else:
-                        await kv.update(key, dumps(new).encode(), last=revision)
+                        written = await kv.update(key, raw, last=revision)
+                self._remember(key, written, raw)
                 return result
             except ProviderError as exc:
                 if _is_conflict(exc.__cause__):
+                    self._recent.pop(key, None)
                     continue
                 raise
         raise ProviderError(f"nats store: too much contention on one entry of {self.display_url}")
@@ -219,7 +259,7 @@ class NatsStore(NatsProvider):
                 return _KEEP, False
             return record, True
 
-        created = await self._mutate(kv_key("j", job.job_id), change)
+        created = await self._mutate(kv_key("j", job.job_id), change, expect_absent=True)
         return CreateResult(created=created)
 
     async def apply_transition(

@@ -278,6 +278,23 @@ async def test_duplicate_and_unknown_and_bad_input(client: MeshFlow.Client, flow
         await client.workflow.get_handle(workflow_id="never-written").status()
 
 
+async def test_execute_starts_and_returns_the_outcome(client: MeshFlow.Client) -> None:
+    """MeshFlow client: ``execute`` is start + result in one call (it listens before the start is
+    written); duplicates and failures behave as with ``start`` and ``result``."""
+    wid = f"exec-{uuid.uuid4().hex[:8]}"
+    assert await client.workflow.execute(_flows.sleeper, args=[0], workflow_id=wid, task_queue=QUEUE, timeout=60) == 0
+    with pytest.raises(errors.DuplicateWorkflowError):
+        await client.workflow.execute(_flows.sleeper, args=[0], workflow_id=wid, task_queue=QUEUE)
+    again = await client.workflow.execute(
+        _flows.sleeper, args=[5], workflow_id=wid, task_queue=QUEUE, on_duplicate="use_existing", timeout=60
+    )
+    assert again == 0, "use_existing must return the finished workflow's outcome"
+    with pytest.raises(errors.WorkflowFailed):
+        await client.workflow.execute(_flows.failing, task_queue=QUEUE, timeout=60)
+    with pytest.raises(errors.SerializationError):
+        await client.workflow.execute(_flows.sleeper, args=[object()], task_queue=QUEUE)
+
+
 async def test_a_thousand_sleeping_workflows_wake_on_time(client: MeshFlow.Client) -> None:
     """MeshFlow timers: 1,000 concurrently sleeping workflows, due over a 20 s window (50 wake-ups
     a second, on a small shared CI machine), each wake within 1 s of their due time, never early."""
