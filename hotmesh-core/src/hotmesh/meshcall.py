@@ -405,6 +405,7 @@ async def _write_outcome(engine: Engine, delivery: Delivery, outcome: dict[str, 
             require={"status": "pending"},
             expire=cache_ttl or RESULT_GRACE,
             read=("status", "result", "error"),
+            notify=((f"hm.result.{job_id}", outcome),),
         ),
         final=not caches,
     )
@@ -417,7 +418,7 @@ async def _write_outcome(engine: Engine, delivery: Delivery, outcome: dict[str, 
         and cache_ttl is not None
     ):
         await engine.connection.store.set_cached(cache_key, outcome["result"], ttl=cache_ttl)
-    if result.status is not TransitionStatus.REJECTED:
+    if result.status is TransitionStatus.DUPLICATE:  # APPLIED announced it with the outcome
         await engine.connection.sub.publish(f"hm.result.{job_id}", outcome)
 
 

@@ -249,6 +249,10 @@ class NatsStore(NatsProvider):
         """Never: KV write + stream publish is not one atomic JetStream operation (rule 6)."""
         return False
 
+    def can_notify(self, sub: object, /) -> bool:
+        """Never: the engine publishes a transition's notifications after it (rule 6c)."""
+        return False
+
     async def create_job(self, job: NewJob, /, *, stream: Stream | None = None) -> CreateResult:
         """Create if absent or expired (Store rules 1, 8)."""
         fields = {k: _copy(v) for k, v in job.fields.items()}

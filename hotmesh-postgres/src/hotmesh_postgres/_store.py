@@ -31,6 +31,7 @@ from hotmesh.providers import (
 )
 from hotmesh_postgres._base import PostgresProvider
 from hotmesh_postgres._stream import PostgresStream, decode_message, message_ids, message_list
+from hotmesh_postgres._sub import MAX_INLINE_BYTES, PostgresSub
 
 SWEEP_MAX_BATCHES = 100
 """Batches per sweep round at most (a backlog of 50,000 rows per round with the defaults)."""
@@ -82,14 +83,17 @@ class PostgresStore(PostgresProvider):
         q = self.names.qualified
         self._q_create = sql.SQL("SELECT {}(%s::jsonb, %s)").format(q("store_create"))
         self._q_apply = sql.SQL("SELECT {}(%s::jsonb, %s)").format(q("store_apply"))
-        # Store rule 6b: the transition and the ack of the delivery it completes in one
-        # statement (one transaction, one round trip); the DELETE depends on the function's
-        # result, so it runs after it and only when the transition was applied.
-        self._q_apply_ack = sql.SQL(
+        # Store rules 6b and 6c: the transition, the ack of the delivery it completes and its
+        # notifications in one statement (one transaction, one round trip). The DELETE and the
+        # NOTIFYs depend on the function's result, so they run after it and only when the
+        # transition was applied; NOTIFY is delivered at commit. A NULL ack deletes nothing.
+        self._q_apply_more = sql.SQL(
             "WITH r AS MATERIALIZED (SELECT {f}(%s::jsonb, %s) AS res),"
             " a AS (DELETE FROM {d} WHERE stream = %s AND grp = %s AND msg_id = %s"
-            " AND delivery_count > 0 AND (SELECT res->>'status' FROM r) = 'applied' RETURNING 1)"
-            " SELECT res, (SELECT count(*) FROM a) FROM r"
+            " AND delivery_count > 0 AND (SELECT res->>'status' FROM r) = 'applied' RETURNING 1),"
+            " n AS (SELECT pg_notify(%s, x) FROM unnest(%s::text[]) AS x"
+            " WHERE (SELECT res->>'status' FROM r) = 'applied')"
+            " SELECT res, (SELECT count(*) FROM a), (SELECT count(*) FROM n) FROM r"
         ).format(f=q("store_apply"), d=q("deliveries"))
         self._q_consume = sql.SQL("SELECT {}(%s, %s, %s)").format(q("store_consume_signal"))
         self._sweeper: asyncio.Task[None] | None = None
@@ -164,6 +168,11 @@ class PostgresStore(PostgresProvider):
         """True for a PostgresStream on the same database and namespace (Store rule 6)."""
         return isinstance(stream, PostgresStream) and stream.database_key == self.database_key
 
+    def can_notify(self, sub: object, /) -> bool:
+        """True for a PostgresSub on the same database and namespace: the transition's statement
+        NOTIFYs, delivered at its commit (Store rule 6c)."""
+        return isinstance(sub, PostgresSub) and sub.database_key == self.database_key
+
     def _publish_flag(self, stream: Stream | None) -> bool:
         return stream is not None and self.can_publish_to(stream)
 
@@ -213,15 +222,28 @@ class PostgresStore(PostgresProvider):
         }
         payload = dumps(args, "transition")
         pub = self._publish_flag(stream) and bool(t.messages)
-        ack_id = message_ids([t.ack.id]) if t.ack is not None and self._publish_flag(stream) else []
-        if t.ack is not None and ack_id:
+        ack = t.ack if t.ack is not None and self._publish_flag(stream) else None
+        ack_id = message_ids([ack.id]) if ack is not None else []
+        notes = [dumps({"t": topic, "p": dict(payload)}, "notify.payload") for topic, payload in t.notify]
+        if any(len(n.encode()) > MAX_INLINE_BYTES for n in notes):
+            notes = []  # too large for a NOTIFY: the engine publishes them (by reference)
+        if ack_id or notes:
             row = await self._fetchone(
-                self._q_apply_ack, (payload, pub, t.ack.message.stream, t.ack.group, ack_id[0])
+                self._q_apply_more,
+                (
+                    payload,
+                    pub,
+                    ack.message.stream if ack is not None else None,
+                    ack.group if ack is not None else None,
+                    ack_id[0] if ack_id else None,
+                    self.names.sub_channel,
+                    notes,
+                ),
             )
         else:
             row = await self._fetchone(self._q_apply, (payload, pub))
         result = row[0]
-        acked = bool(ack_id) and result["status"] == "applied"
+        applied = result["status"] == "applied"
         status = TransitionStatus(result["status"])
         if status is TransitionStatus.REJECTED:
             return TransitionResult(status=status)
@@ -232,7 +254,8 @@ class PostgresStore(PostgresProvider):
                 fields=fields,
                 messages=tuple(t.messages),
                 published=bool(result.get("published")),
-                acked=acked,
+                acked=bool(ack_id) and applied,
+                notified=bool(notes) and applied,
             )
         return TransitionResult(
             status=status,

@@ -22,8 +22,9 @@ return 1
 """
 
 # KEYS: job, steps, stream keys... [, ack stream, ack release zset]  ARGV[1]: {"step", "set",
-# "inc", "del", "req", "read", "rec", "exp", "pub"[, "ack": [group, id]]}.
-# Returns {status, recorded messages, read values[, 1 when acked (Store rule 6b)]}.
+# "inc", "del", "req", "read", "rec", "exp", "pub"[, "ack": [group, id]][, "note": [[channel,
+# payload]]]}. Returns {status, recorded messages, read values[, acked 0/1 (Store rule 6b),
+# notified 0/1 (rule 6c)]}; PUBLISH from a script reaches subscribers after the script ran.
 TRANSITION = """
 local job, steps = KEYS[1], KEYS[2]
 local a = cjson.decode(ARGV[1])
@@ -71,11 +72,18 @@ for i, m in ipairs(a.pub) do redis.call('XADD', KEYS[2 + i], '*', 'b', m[1], 'h'
 return {'applied', '', readf()}
 end
 local res = apply()
-if res[1] == 'applied' and a.ack then
-  local n = #KEYS
-  redis.pcall('XACK', KEYS[n - 1], a.ack[1], a.ack[2])
-  redis.call('ZREM', KEYS[n], a.ack[2])
-  res[4] = 1
+if res[1] == 'applied' then
+  res[4], res[5] = 0, 0
+  if a.ack then
+    local n = #KEYS
+    redis.pcall('XACK', KEYS[n - 1], a.ack[1], a.ack[2])
+    redis.call('ZREM', KEYS[n], a.ack[2])
+    res[4] = 1
+  end
+  if a.note then
+    for _, m in ipairs(a.note) do redis.call('PUBLISH', m[1], m[2]) end
+    res[5] = 1
+  end
 end
 return res
 """

@@ -33,7 +33,10 @@ from hotmesh.providers import (
     QueryResult,
     SearchField,
     Where,
+    check_search_value,
+    check_search_where,
     dumps,
+    is_number,
     loads,
 )
 from hotmesh_redis._base import Client, RedisProvider
@@ -42,20 +45,11 @@ _JSON = "__j:"
 _ID = "__id"
 _WORD = re.compile(r"\w+")
 _PUNCT = re.compile(r"([^\w\u0080-\U0010ffff]|_)")
-_OPS: Mapping[FieldType, frozenset[Op]] = {
-    FieldType.NUMERIC: frozenset({Op.EQ, Op.NE, Op.LT, Op.LE, Op.GT, Op.GE, Op.BETWEEN, Op.IN}),
-    FieldType.TAG: frozenset({Op.EQ, Op.NE, Op.IN}),
-    FieldType.TEXT: frozenset({Op.MATCH}),
-}
 _SEPARATOR = "\x1f"
 _MAX_RESULTS = 10000
 
 Compiled = str | bool
 """A query fragment, or True (matches all) / False (matches none)."""
-
-
-def _num(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def escape(value: str) -> str:
@@ -226,27 +220,19 @@ class RedisSearch(RedisProvider):
     async def upsert(self, index: str, doc_id: str, fields: Mapping[str, JSONValue], /) -> None:
         """HSET the JSON and the raw indexed value of each field (rules 2, 3)."""
         spec = await self._spec(index)
-        types = {f.name: f.type for f in spec.fields}
         mapping: dict[str, Any] = {_ID: doc_id}
         for name, value in fields.items():
-            ftype = types.get(name)
-            if ftype is not None:
-                ok = _num(value) if ftype is FieldType.NUMERIC else isinstance(value, str)
-                if not ok:
-                    raise ValidationError(
-                        f"field {name!r} of index {index!r} is {ftype.value}; got"
-                        f" {type(value).__name__} {value!r}"
-                    )
+            check_search_value(spec, name, value)
             mapping[_JSON + name] = dumps(value, f"fields[{name!r}]")
             if isinstance(value, str):
                 mapping[name] = value
-            elif _num(value):
+            elif is_number(value):
                 mapping[name] = _number(value)  # type: ignore[arg-type]
         with self.errors("upsert"):
             key = self._doc_prefix(index) + doc_id
             pipe = self.client.pipeline(transaction=True)
             # A field that was a string/number and becomes, say, a list loses its raw copy.
-            stale = [n for n, v in fields.items() if not isinstance(v, str) and not _num(v)]
+            stale = [n for n, v in fields.items() if not isinstance(v, str) and not is_number(v)]
             if stale:
                 pipe.hdel(key, *stale)
             pipe.hset(key, mapping=mapping)  # type: ignore[arg-type]
@@ -285,30 +271,6 @@ class RedisSearch(RedisProvider):
             return _or([self._compile(spec, c) for c in where.clauses])
         return self._condition(spec, where)
 
-    def _check(self, spec: IndexSpec, where: Where) -> None:
-        """Rule 6: fields exist and operators fit their types, before anything runs."""
-        if isinstance(where, (And, Or)):
-            for clause in where.clauses:
-                self._check(spec, clause)
-            return
-        types = {f.name: f.type for f in spec.fields}
-        if where.field not in types:
-            raise ValidationError(f"field {where.field!r} is not in index {spec.name!r}")
-        ftype = types[where.field]
-        if where.op not in _OPS[ftype]:
-            raise ValidationError(
-                f"operator {where.op.value!r} does not apply to {ftype.value} field {where.field!r}"
-            )
-        v = where.value
-        if where.op is Op.BETWEEN and not (
-            isinstance(v, (tuple, list)) and len(v) == 2 and all(_num(x) for x in v)
-        ):
-            raise ValidationError(f"BETWEEN on {where.field!r} needs two numbers, got {v!r}")
-        if where.op is Op.IN and not isinstance(v, (tuple, list)):
-            raise ValidationError(f"IN on {where.field!r} needs a tuple of values, got {v!r}")
-        if where.op in {Op.LT, Op.LE, Op.GT, Op.GE} and not _num(v):
-            raise ValidationError(f"{where.op.value} on {where.field!r} needs a number, got {v!r}")
-
     def _condition(self, spec: IndexSpec, cond: Condition) -> Compiled:
         ftype = {f.name: f.type for f in spec.fields}[cond.field]
         f = cond.field
@@ -325,7 +287,7 @@ class RedisSearch(RedisProvider):
                 return "@" + f + ":{" + (escape(x) if x else '""') + "}"
         else:
             def eq(x: Any) -> Compiled:
-                if not _num(x):
+                if not is_number(x):
                     return False
                 return f"@{f}:[{_number(x)} {_number(x)}]"
         if cond.op is Op.EQ:
@@ -348,7 +310,7 @@ class RedisSearch(RedisProvider):
         """Compile the where tree to FT.SEARCH syntax with every value escaped (rules 4-6, 9)."""
         spec = await self._spec(query.index)
         if query.where is not None:
-            self._check(spec, query.where)
+            check_search_where(spec, query.where)
         by_name = {f.name: f for f in spec.fields}
         if query.sort_by is not None:
             field = by_name.get(query.sort_by)

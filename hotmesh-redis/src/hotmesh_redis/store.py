@@ -40,6 +40,7 @@ from hotmesh.providers import (
 from hotmesh_redis import _store_lua as lua
 from hotmesh_redis._base import Client, RedisProvider
 from hotmesh_redis.stream import RedisStream
+from hotmesh_redis.sub import RedisSub
 
 
 def _ms(delta: timedelta) -> int:
@@ -142,6 +143,19 @@ class RedisStore(RedisProvider):
             and not stream.closed
         )
 
+    def can_notify(self, sub: object, /) -> bool:
+        """True for a RedisSub on the same server, db and namespace, outside cluster mode:
+        the transition's script PUBLISHes its notifications (Store rule 6c)."""
+        return (
+            isinstance(sub, RedisSub)
+            and not self.settings.cluster
+            and sub.settings.identity == self.settings.identity
+            and sub.channel_prefix == self._channel_prefix()
+        )
+
+    def _channel_prefix(self) -> str:
+        return f"{self.settings.options.key_prefix}:{RedisSub.role_letter}:{self.namespace}:"
+
     def _outbox(
         self, messages: Sequence[Message], stream: Stream | None
     ) -> tuple[bool, list[str], list[list[str]]]:
@@ -193,13 +207,21 @@ class RedisStore(RedisProvider):
             assert isinstance(stream, RedisStream)
             skeys = skeys + stream.ack_keys(t.ack.message.stream, t.ack.group)
             doc["ack"] = [t.ack.group, t.ack.id]
-        status, rec, values, *acked = await self._run("TRANSITION", self._job_keys(t.job_id) + skeys, [dumps(doc)])
+        if t.notify:  # Store rule 6c (the engine sends notify only when can_notify holds)
+            prefix = self._channel_prefix()
+            doc["note"] = [[prefix + topic, dumps(dict(payload), "notify.payload")] for topic, payload in t.notify]
+        status, rec, values, *flags = await self._run("TRANSITION", self._job_keys(t.job_id) + skeys, [dumps(doc)])
         if status == "notnumber":
             raise ValidationError(f"cannot increment field {rec!r} of job {t.job_id!r}: not a number")
         fields = {f: loads(v) for f, v in zip(t.read, values, strict=False) if v is not None}
         if status == "applied":
             return TransitionResult(
-                TransitionStatus.APPLIED, fields, tuple(t.messages), published and bool(t.messages), bool(acked)
+                TransitionStatus.APPLIED,
+                fields,
+                tuple(t.messages),
+                published and bool(t.messages),
+                acked=bool(flags and flags[0]),
+                notified=len(flags) > 1 and bool(flags[1]),
             )
         if status == "duplicate":
             return TransitionResult(TransitionStatus.DUPLICATE, fields, _decode_messages(rec))

@@ -277,6 +277,28 @@ async def test_transition_acks_its_delivery_only_when_applied(store: Any, stream
     assert await stream.ack("work", "g", [d1.id]) == (0 if folds else 1), "Store rule 6b: d1 still pending"
 
 
+async def test_transition_notifies_only_when_applied(store: Any, sub: Any) -> None:
+    """Store rule 6c: with can_notify(sub), an APPLIED transition publishes its ``notify`` on the
+    sub (seen by a subscriber, after the change is readable); DUPLICATE and REJECTED do not."""
+    assert store.can_notify(object()) is False, "Store rule 6c: can_notify(object())"
+    if not store.can_notify(sub):
+        pytest.skip(f"{type(store).__name__} does not notify through {type(sub).__name__} (the engine publishes)")
+    await store.create_job(NewJob("j", {}))
+    subscription = await sub.subscribe("done.j")
+    try:
+        applied = await store.apply_transition(Transition("j", "s", set={"a": 1}, notify=(("done.j", {"n": 1}),)))
+        assert applied.status is APPLIED and applied.notified is True, f"Store rule 6c: {applied}"
+        got = await subscription.get(timeout=5)
+        assert got is not None and dict(got.payload) == {"n": 1}, f"Store rule 6c: received {got}"
+        assert await store.get_job("j") == {"a": 1}, "Store rule 6c: notified before the change was readable"
+        dup = await store.apply_transition(Transition("j", "s", notify=(("done.j", {"n": 2}),)))
+        rejected = await store.apply_transition(Transition("j", "t", require={"a": 2}, notify=(("done.j", {"n": 3}),)))
+        assert dup.notified is False and rejected.notified is False, f"Store rule 6c: {dup}, {rejected}"
+        assert await subscription.get(timeout=0.5) is None, "Store rule 6c: a duplicate or rejected transition notified"
+    finally:
+        await subscription.aclose()
+
+
 async def test_no_outbox_without_stream_argument(store: Any, stream: Any) -> None:
     """Store rule 6: without ``stream=`` nothing is enqueued and ``published`` is False."""
     await store.create_job(NewJob("j", {}))

@@ -21,7 +21,7 @@ CRASHPOINTS: dict[str, str] = {
     "workflow.after_record": "a workflow event (timer, signal, child outcome) is recorded, no replay yet",
     "workflow.after_dispatch": "new durable calls are committed, their timers/waiters/children not yet made",
     "workflow.after_side_effects": "timers, waiters and children are made, the task not yet acked",
-    "workflow.after_finish": "the outcome is committed, not yet announced to waiting clients",
+    "workflow.after_finish": "the outcome is committed (and announced with it where the store can), its record ttl timer not yet scheduled",
     "activity.after_run": "an activity returned, its outcome is not yet written",
     "activity.after_attempt_error": "a failed attempt is recorded, its retry timer not yet scheduled",
 }

@@ -15,7 +15,16 @@ from hotmesh.engine.crashpoints import crashpoint
 from hotmesh.engine.quorum import Quorum
 from hotmesh.engine.router import CURRENT_DELIVERY, DeadLetterHook, Handler, RetryPolicy, Router
 from hotmesh.engine.scheduler import Scheduler
-from hotmesh.providers import JSONValue, Message, NewJob, Transition, TransitionResult
+from hotmesh.providers import (
+    JSONValue,
+    Message,
+    NewJob,
+    Store,
+    Sub,
+    Transition,
+    TransitionResult,
+    TransitionStatus,
+)
 
 log = logging.getLogger("hotmesh.engine")
 
@@ -109,16 +118,22 @@ class Engine:
         publish to the stream it also acks that delivery atomically (Store rule 6b), and the
         router skips its own ack. Elsewhere it changes nothing.
         """
-        store, stream = self.connection.store, self.connection.stream
+        store, stream, sub = self.connection.store, self.connection.stream, self.connection.sub
         slot = CURRENT_DELIVERY.get() if final else None
         if slot is not None and not slot.acked and store.can_publish_to(stream):
             transition = dataclasses.replace(transition, ack=slot.delivery)
+        notes = transition.notify
+        if notes and not _can_notify(store, sub):
+            transition = dataclasses.replace(transition, notify=())
         result = await store.apply_transition(transition, stream=stream)
         if slot is not None and result.acked:
             slot.acked = True
         crashpoint("engine.after_commit")
         if result.messages and not result.published:
             await self.connection.stream.publish(list(result.messages))
+        if notes and result.status is TransitionStatus.APPLIED and not result.notified:
+            for topic, payload in notes:
+                await sub.publish(topic, payload)
         return result
 
     async def publish(self, messages: list[Message]) -> None:
@@ -133,6 +148,12 @@ class Engine:
             await self.scheduler.stop()
             await self.quorum.stop()
             self._started = False
+
+
+def _can_notify(store: Store, sub: Sub) -> bool:
+    """Store rule 6c, tolerating stores written before ``can_notify`` existed."""
+    can_notify = getattr(store, "can_notify", None)
+    return bool(can_notify(sub)) if callable(can_notify) else False
 
 
 async def wait_for_shutdown_signal() -> None:

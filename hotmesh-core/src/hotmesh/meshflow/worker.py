@@ -491,8 +491,8 @@ class Worker:
         expire = job.get("expire")
         fields["final_step"] = f"done:{run}"
         record_ttl = job.get("record_ttl")
-        # The announcement after it is best-effort (waiting clients re-read the job), so the
-        # outcome may ack the task unless a record ttl timer must still be scheduled.
+        # The announcement travels with the outcome (or right after it: waiting clients also
+        # re-read the job), so the outcome may ack the task unless a record ttl timer follows.
         result = await self.engine.transition(
             Transition(
                 job_key,
@@ -501,13 +501,13 @@ class Worker:
                 require={"gen": gen, "status": rec.RUNNING},
                 messages=tuple(_parent_messages(job, fields)),
                 expire=timedelta(seconds=float(expire)) if isinstance(expire, (int, float)) else None,
+                notify=((rec.result_topic(workflow_id), _announcement(fields)),),
             ),
             final=not isinstance(record_ttl, (int, float)),
         )
         if result.status is TransitionStatus.REJECTED:
             return False
         crashpoint("workflow.after_finish")
-        await self.connection.sub.publish(rec.result_topic(workflow_id), _announcement(fields))
         if isinstance(record_ttl, (int, float)):
             await self.engine.scheduler.schedule(
                 Timer(

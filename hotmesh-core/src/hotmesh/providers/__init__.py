@@ -30,6 +30,7 @@ from hotmesh.providers._registry import (
     invalid_option,
     url_scheme,
 )
+from hotmesh.providers._search_checks import check_search_value, check_search_where, is_number
 from hotmesh.providers._spec import ProviderFactory, ProviderSpec, Role
 from hotmesh.providers._types import (
     And,
@@ -107,11 +108,14 @@ __all__ = [
     "Waiter",
     "Where",
     "check_json",
+    "check_search_value",
+    "check_search_where",
     "default_registry",
     "dumps",
     "hookimpl",
     "hookspec",
     "invalid_option",
+    "is_number",
     "loads",
     "url_scheme",
 ]

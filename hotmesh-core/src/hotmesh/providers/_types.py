@@ -126,6 +126,10 @@ class Transition:
             to the delivery's stream acks it in the same atomic operation when the transition
             is APPLIED (Store rule 6b), saving the separate ack round trip; every
             other store ignores it and the engine acks afterwards as usual.
+        notify: ``(topic, payload)`` notifications for the Sub role, sent when the transition
+            is APPLIED. A store whose ``can_notify(sub)`` is true sends them itself, delivered
+            no earlier than the commit (Store rule 6c); otherwise the engine publishes them
+            right after the commit.
     """
 
     job_id: str
@@ -138,6 +142,7 @@ class Transition:
     messages: tuple[Message, ...] = ()
     expire: timedelta | None = None
     ack: Delivery | None = None
+    notify: tuple[tuple[str, Mapping[str, JSONValue]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -155,6 +160,8 @@ class TransitionResult:
             same atomic operation (see Store rule 6).
         acked: True when the provider acked the transition's ``ack`` delivery in the same
             atomic operation (Store rule 6b); the caller must not rely on acking it again.
+        notified: True when the provider sent the transition's ``notify`` notifications
+            (Store rule 6c).
     """
 
     status: TransitionStatus
@@ -162,6 +169,7 @@ class TransitionResult:
     messages: tuple[Message, ...] = ()
     published: bool = False
     acked: bool = False
+    notified: bool = False
 
 
 @dataclass(frozen=True)

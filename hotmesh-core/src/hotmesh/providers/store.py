@@ -49,6 +49,12 @@ class Store(Provider, Protocol):
            REJECTED do not ack (``acked`` is False): the caller may still have work to do for
            that delivery (re-do the step's effects, replay newer state) and acks it itself.
            Any other store ignores ``ack`` and returns ``acked=False``.
+        6c. ``can_notify(sub)`` is true only for a Sub provider of the same backend and
+           namespace that this store can publish through. When it is, and the caller passes a
+           transition with ``notify`` (the engine does so only then), an APPLIED transition
+           publishes each ``(topic, payload)`` on that sub as part of the same operation,
+           visible to subscribers no earlier than the commit, and ``notified`` is True.
+           DUPLICATE and REJECTED publish nothing. A store that cannot returns False.
         7. ``get_job`` returns the requested fields (all when ``fields`` is None) or None when the
            job does not exist. Values come back as the JSON that was stored.
         8. With STORE_TTL, a job with an expiry disappears (create may reuse the id) once it
@@ -110,6 +116,10 @@ class Store(Provider, Protocol):
 
     def can_publish_to(self, stream: object, /) -> bool:
         """Whether this store can enqueue on ``stream`` atomically with a transition (rule 6)."""
+        ...
+
+    def can_notify(self, sub: object, /) -> bool:
+        """True if this store sends a transition's ``notify`` on ``sub`` itself (rule 6c)."""
         ...
 
     async def add_timer(self, timer: Timer, /) -> bool:

@@ -12,7 +12,6 @@ from hotmesh.providers import (
     And,
     Capability,
     Condition,
-    FieldType,
     Hit,
     IndexSpec,
     JSONValue,
@@ -21,66 +20,17 @@ from hotmesh.providers import (
     Query,
     QueryResult,
     Where,
+    check_search_value,
+    check_search_where,
     dumps,
+    is_number,
     loads,
 )
 
 _WORD = re.compile(r"\w+")
-_NUMERIC_OPS = {Op.EQ, Op.NE, Op.LT, Op.LE, Op.GT, Op.GE, Op.BETWEEN, Op.IN}
-_TAG_OPS = {Op.EQ, Op.NE, Op.IN}
-_TEXT_OPS = {Op.MATCH}
-ALLOWED_OPS: Mapping[FieldType, set[Op]] = {
-    FieldType.NUMERIC: _NUMERIC_OPS,
-    FieldType.TAG: _TAG_OPS,
-    FieldType.TEXT: _TEXT_OPS,
-}
-
-
 def words(text: str) -> list[str]:
     """Lower-cased words of a text, as MATCH sees them."""
     return _WORD.findall(text.lower())
-
-
-def is_number(value: object) -> bool:
-    """True for int/float but not bool."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def check_value(spec: IndexSpec, name: str, value: JSONValue) -> None:
-    """Search rule 2: indexed values must have their field's type."""
-    for field in spec.fields:
-        if field.name != name:
-            continue
-        ok = is_number(value) if field.type is FieldType.NUMERIC else isinstance(value, str)
-        if not ok:
-            raise ValidationError(
-                f"field {name!r} of index {spec.name!r} is {field.type.value}; "
-                f"got {type(value).__name__} {value!r}"
-            )
-
-
-def check_where(spec: IndexSpec, where: Where) -> None:
-    """Search rule 6: fields exist and operators fit their types."""
-    if isinstance(where, (And, Or)):
-        for clause in where.clauses:
-            check_where(spec, clause)
-        return
-    types = {f.name: f.type for f in spec.fields}
-    if where.field not in types:
-        raise ValidationError(f"field {where.field!r} is not in index {spec.name!r}")
-    ftype = types[where.field]
-    if where.op not in ALLOWED_OPS[ftype]:
-        raise ValidationError(
-            f"operator {where.op.value!r} does not apply to {ftype.value} field {where.field!r}"
-        )
-    if where.op is Op.BETWEEN and not (
-        isinstance(where.value, (tuple, list)) and len(where.value) == 2 and all(is_number(v) for v in where.value)
-    ):
-        raise ValidationError(f"BETWEEN on {where.field!r} needs two numbers, got {where.value!r}")
-    if where.op is Op.IN and not isinstance(where.value, (tuple, list)):
-        raise ValidationError(f"IN on {where.field!r} needs a tuple of values, got {where.value!r}")
-    if where.op in {Op.LT, Op.LE, Op.GT, Op.GE} and not is_number(where.value):
-        raise ValidationError(f"{where.op.value} on {where.field!r} needs a number, got {where.value!r}")
 
 
 def matches(where: Where | None, doc: Mapping[str, JSONValue]) -> bool:
@@ -173,7 +123,7 @@ class MemorySearch(MemoryProvider):
         with self.database.lock:
             state = self._index(index)
             for name, value in values.items():
-                check_value(state["spec"], name, value)
+                check_search_value(state["spec"], name, value)
             state["docs"].setdefault(doc_id, {}).update(values)
 
     async def get(self, index: str, doc_id: str, /) -> dict[str, JSONValue] | None:
@@ -201,7 +151,7 @@ class MemorySearch(MemoryProvider):
             state = self._index(query.index)
             spec: IndexSpec = state["spec"]
             if query.where is not None:
-                check_where(spec, query.where)
+                check_search_where(spec, query.where)
             if query.sort_by is not None:
                 sortable = {f.name for f in spec.fields if f.sortable}
                 if query.sort_by not in sortable:

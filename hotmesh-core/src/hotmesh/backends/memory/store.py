@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 from hotmesh.backends.memory._provider import MemoryProvider
 from hotmesh.backends.memory.stream import MemoryStream
+from hotmesh.backends.memory.sub import MemorySub, notify
 from hotmesh.providers import (
     Capability,
     ClaimedTimer,
@@ -77,6 +78,10 @@ class MemoryStore(MemoryProvider):
             and stream.namespace == self.namespace
         )
 
+    def can_notify(self, sub: object, /) -> bool:
+        """True for a MemorySub of the same memory:// database and namespace (Store rule 6c)."""
+        return isinstance(sub, MemorySub) and sub.database is self.database and sub.namespace == self.namespace
+
     def _outbox(self, stream: Stream | None) -> MemoryStream | None:
         return stream if isinstance(stream, MemoryStream) and self.can_publish_to(stream) else None
 
@@ -133,12 +138,15 @@ class MemoryStore(MemoryProvider):
             if outbox is not None and t.ack is not None:
                 outbox.ack_locked(t.ack.message.stream, t.ack.group, [t.ack.id])
             read = {k: _copy(fields[k]) for k in t.read if k in fields}
+        for topic, payload in t.notify:  # rule 6c: after the change is visible
+            notify(self.database, self.namespace, topic, payload)
         return TransitionResult(
             status=TransitionStatus.APPLIED,
             fields=read,
             messages=t.messages,
             published=outbox is not None and bool(t.messages),
             acked=acked,
+            notified=bool(t.notify),
         )
 
     async def get_job(

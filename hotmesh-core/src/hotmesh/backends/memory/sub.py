@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
 
 from hotmesh.backends.memory._provider import MemoryProvider
+from hotmesh.backends.memory._state import MemoryDatabase
 from hotmesh.errors import CapabilityNotSupportedError
 from hotmesh.providers import Capability, JSONValue, SubMessage, dumps, loads
 
@@ -72,12 +73,9 @@ class MemorySub(MemoryProvider):
 
     async def publish(self, topic: str, payload: Mapping[str, JSONValue], /) -> None:
         """Sub rules 1, 2, 5."""
-        body = loads(dumps(dict(payload), "payload"))
-        assert isinstance(body, dict)
         with self.database.lock:
-            targets = [s for s in self._data()["subscriptions"] if s.matcher.match(topic)]
-        for subscription in targets:
-            subscription.deliver(SubMessage(topic=topic, payload=body))
+            self._data()  # raises when closed
+        notify(self.database, self.namespace, topic, payload)
 
     async def subscribe(self, topic: str, /, *, pattern: bool = False) -> MemorySubscription:
         """Sub rules 1, 3."""
@@ -102,3 +100,15 @@ class MemorySub(MemoryProvider):
         for subscription in subs:
             await subscription.aclose()
         await super().purge()
+
+
+def notify(database: MemoryDatabase, namespace: str, topic: str, payload: Mapping[str, JSONValue]) -> None:
+    """Deliver to the namespace's matching subscriptions (``publish``, and the store: rule 6c)."""
+    body = loads(dumps(dict(payload), "payload"))
+    assert isinstance(body, dict)
+    with database.lock:
+        space = database.namespaces[namespace].get("sub")
+        subscriptions = space["subscriptions"] if space is not None else []
+        targets = [s for s in subscriptions if s.matcher.match(topic)]
+    for subscription in targets:
+        subscription.deliver(SubMessage(topic=topic, payload=body))

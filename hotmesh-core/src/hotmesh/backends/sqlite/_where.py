@@ -8,19 +8,11 @@ rule 5).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from typing import Any
 
-from hotmesh.errors import ValidationError
-from hotmesh.providers import And, Condition, FieldType, IndexSpec, JSONValue, Op, Or, Where
+from hotmesh.providers import And, Condition, JSONValue, Op, Or, Where, is_number
 
 _WORD = re.compile(r"\w+")
-_NUMERIC_OPS = {Op.EQ, Op.NE, Op.LT, Op.LE, Op.GT, Op.GE, Op.BETWEEN, Op.IN}
-ALLOWED_OPS: Mapping[FieldType, set[Op]] = {
-    FieldType.NUMERIC: _NUMERIC_OPS,
-    FieldType.TAG: {Op.EQ, Op.NE, Op.IN},
-    FieldType.TEXT: {Op.MATCH},
-}
 _COMPARE = {Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">="}
 
 
@@ -48,51 +40,6 @@ def tokens(text: str) -> str:
 def text_of(value: JSONValue) -> str:
     """The text a TEXT field contributes to the full-text index."""
     return value if isinstance(value, str) else str(value)
-
-
-def is_number(value: object) -> bool:
-    """True for int/float but not bool."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def check_value(spec: IndexSpec, name: str, value: JSONValue) -> None:
-    """Search rule 2: an indexed value must have its field's type."""
-    for field in spec.fields:
-        if field.name != name:
-            continue
-        ok = is_number(value) if field.type is FieldType.NUMERIC else isinstance(value, str)
-        if not ok:
-            raise ValidationError(
-                f"field {name!r} of index {spec.name!r} is {field.type.value}; "
-                f"got {type(value).__name__} {value!r}"
-            )
-
-
-def check_where(spec: IndexSpec, where: Where) -> None:
-    """Search rule 6: fields exist and operators fit their types."""
-    if isinstance(where, (And, Or)):
-        for clause in where.clauses:
-            check_where(spec, clause)
-        return
-    if not isinstance(where, Condition):
-        raise ValidationError(f"a where clause must be Condition, And or Or, got {where!r}")
-    types = {f.name: f.type for f in spec.fields}
-    if where.field not in types:
-        raise ValidationError(f"field {where.field!r} is not in index {spec.name!r}")
-    ftype = types[where.field]
-    if where.op not in ALLOWED_OPS[ftype]:
-        raise ValidationError(
-            f"operator {where.op.value!r} does not apply to {ftype.value} field {where.field!r}"
-        )
-    value = where.value
-    if where.op is Op.BETWEEN and not (
-        isinstance(value, (tuple, list)) and len(value) == 2 and all(is_number(v) for v in value)
-    ):
-        raise ValidationError(f"BETWEEN on {where.field!r} needs two numbers, got {value!r}")
-    if where.op is Op.IN and not isinstance(value, (tuple, list)):
-        raise ValidationError(f"IN on {where.field!r} needs a tuple of values, got {value!r}")
-    if where.op in _COMPARE and not is_number(value):
-        raise ValidationError(f"{where.op.value} on {where.field!r} needs a number, got {value!r}")
 
 
 class WhereSql:

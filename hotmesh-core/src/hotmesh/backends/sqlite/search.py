@@ -13,14 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from hotmesh.backends.sqlite._provider import BASE_CAPABILITIES, SqliteProvider
-from hotmesh.backends.sqlite._where import (
-    WhereSql,
-    check_value,
-    check_where,
-    is_number,
-    text_of,
-    tokens,
-)
+from hotmesh.backends.sqlite._where import WhereSql, text_of, tokens
 from hotmesh.errors import CapabilityNotSupportedError, ValidationError
 from hotmesh.providers import (
     Capability,
@@ -31,7 +24,10 @@ from hotmesh.providers import (
     Query,
     QueryResult,
     SearchField,
+    check_search_value,
+    check_search_where,
     dumps,
+    is_number,
     loads,
 )
 
@@ -199,7 +195,7 @@ class SqliteSearch(SqliteProvider):
         def run(conn: sqlite3.Connection) -> None:
             spec = self._spec(conn, index)
             for name, value in values.items():
-                check_value(spec, name, value)
+                check_search_value(spec, name, value)
             doc = self._doc(conn, index, doc_id) or {}
             doc.update(values)
             conn.execute(
@@ -269,7 +265,7 @@ class SqliteSearch(SqliteProvider):
         def run(conn: sqlite3.Connection) -> QueryResult:
             spec = self._spec(conn, query.index)
             if query.where is not None:
-                check_where(spec, query.where)
+                check_search_where(spec, query.where)
             sort_field: SearchField | None = None
             if query.sort_by is not None:
                 found = [f for f in spec.fields if f.name == query.sort_by and f.sortable]

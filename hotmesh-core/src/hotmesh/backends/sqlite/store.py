@@ -23,8 +23,10 @@ from hotmesh.backends.sqlite._messages import (
     messages_to_json,
     notify_streams,
 )
+from hotmesh.backends.sqlite._notify import notifier_for
 from hotmesh.backends.sqlite._provider import BASE_CAPABILITIES, SqliteProvider
 from hotmesh.backends.sqlite.stream import SqliteStream, ack_seqs, delete_pending
+from hotmesh.backends.sqlite.sub import SqliteSub, insert_note
 from hotmesh.errors import ValidationError
 from hotmesh.providers import (
     Capability,
@@ -110,6 +112,10 @@ class SqliteStore(SqliteProvider):
             and stream.namespace == self._namespace
         )
 
+    def can_notify(self, sub: object, /) -> bool:
+        """True for a SqliteSub on the same file and namespace: the note joins the transaction."""
+        return isinstance(sub, SqliteSub) and sub.path == self._path and sub.namespace == self._namespace
+
     # -- jobs -----------------------------------------------------------------------------------
 
     def _live_fields(self, conn: sqlite3.Connection, job_id: str, now: int) -> str | None:
@@ -192,6 +198,7 @@ class SqliteStore(SqliteProvider):
         outbox = stream if self.can_publish_to(stream) and rows else None
         ack = t.ack if t.ack is not None and self.can_publish_to(stream) else None
         ack_ns = stream.namespace if isinstance(stream, SqliteStream) else ""
+        notes = [(topic, dumps(dict(payload), "notify.payload")) for topic, payload in t.notify]
         ns = self._namespace
 
         def run(conn: sqlite3.Connection) -> TransitionResult:
@@ -239,17 +246,22 @@ class SqliteStore(SqliteProvider):
                 insert_messages(conn, outbox.namespace, rows)
             if ack is not None:  # rule 6b
                 delete_pending(conn, ack_ns, ack.message.stream, ack.group, ack_seqs([ack.id]))
+            for topic, text in notes:  # rule 6c: readers see the note once this commits
+                insert_note(conn, ns, topic, text, now_us())
             return TransitionResult(
                 status=TransitionStatus.APPLIED,
                 fields={k: fields[k] for k in t.read if k in fields},
                 messages=tuple(t.messages),
                 published=outbox is not None,
                 acked=ack is not None,
+                notified=bool(notes),
             )
 
         result = await self._db.write(run)
         if result.published and outbox is not None:
             notify_streams(self._path, outbox.namespace, rows)
+        if result.notified:
+            notifier_for(self._path, ns, "sub").notify()
         return result
 
     async def get_job(

@@ -140,10 +140,7 @@ class SqliteSub(SqliteProvider):
                 conn.execute(
                     "DELETE FROM hm_notes WHERE ns = ? AND created_us < ?", (ns, stamp - retention_us)
                 )
-            conn.execute(
-                "INSERT INTO hm_notes (ns, topic, payload, created_us) VALUES (?, ?, ?, ?)",
-                (ns, topic, text, stamp),
-            )
+            insert_note(conn, ns, topic, text, stamp)
 
         await self._db.write(run)
         self._notifier().notify()
@@ -172,3 +169,10 @@ class SqliteSub(SqliteProvider):
             ).fetchall()
 
         return await self._db.read(run)
+
+
+def insert_note(conn: sqlite3.Connection, ns: str, topic: str, text: str, stamp: int) -> None:
+    """Append a notification inside the caller's transaction (``publish``; the store: rule 6c)."""
+    conn.execute(
+        "INSERT INTO hm_notes (ns, topic, payload, created_us) VALUES (?, ?, ?, ?)", (ns, topic, text, stamp)
+    )
