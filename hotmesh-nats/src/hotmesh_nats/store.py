@@ -534,8 +534,15 @@ class NatsStore(NatsProvider):
 
     # ---------------------------------------------------------------- namespace
     async def purge(self) -> None:
-        """Delete the namespace's KV bucket (Provider rule 4)."""
+        """Delete the namespace's KV bucket (Provider rule 4).
+
+        A new bucket numbers its revisions from 1 again, so what this store remembers of the old
+        one is dropped. Other processes still serving the namespace would keep theirs (and could
+        win a compare-and-set with an old revision): purge a namespace only once every process
+        using it has stopped, as the README says.
+        """
         _ = self.nc
+        self._recent.clear()
         async with self.errors("purge"):
             try:
                 await self.js.delete_key_value(self._bucket)

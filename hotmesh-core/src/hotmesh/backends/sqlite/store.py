@@ -149,6 +149,9 @@ class SqliteStore(SqliteProvider):
             "DELETE FROM hm_jobs WHERE ns = ? AND expires_us IS NOT NULL AND expires_us <= ?",
             (ns, now),
         )
+        # Notifications the store wrote with transitions (rule 6c) age out like the sub's own.
+        retention_us = int(self._options.sub_retention_s * 1_000_000)
+        conn.execute("DELETE FROM hm_notes WHERE ns = ? AND created_us < ?", (ns, now - retention_us))
 
     async def create_job(self, job: NewJob, /, *, stream: Stream | None = None) -> CreateResult:
         """Create the job if its id is absent or expired (Store rules 1, 6, 8)."""
