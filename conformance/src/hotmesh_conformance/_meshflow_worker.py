@@ -32,7 +32,8 @@ SKEW_ENV = "HOTMESH_KIT_CLOCK_SKEW"
 
 def skew_clock(seconds: float) -> None:
     """Move this process's wall clock by ``seconds`` (every module's view of it)."""
-    real_time, real_time_ns, real_datetime = time.time, time.time_ns, _dt.datetime
+    real_time, real_time_ns = time.time, time.time_ns
+    real_datetime: type[_dt.datetime] = _dt.datetime
     shift = _dt.timedelta(seconds=seconds)
 
     def skewed_time() -> float:
@@ -41,7 +42,7 @@ def skew_clock(seconds: float) -> None:
     def skewed_time_ns() -> int:
         return real_time_ns() + int(seconds * 1e9)
 
-    class SkewedDatetime(real_datetime):
+    class SkewedDatetime(_dt.datetime):
         @classmethod
         def now(cls, tz: _dt.tzinfo | None = None) -> Any:
             return real_datetime.now(tz) + shift
@@ -54,7 +55,7 @@ def skew_clock(seconds: float) -> None:
         def today(cls) -> Any:
             return real_datetime.now() + shift
 
-    time.time, time.time_ns = skewed_time, skewed_time_ns  # type: ignore[assignment]
+    time.time, time.time_ns = skewed_time, skewed_time_ns
     # Modules imported from now on get the skewed class too; compiled ones notice that it is a
     # (layout-compatible) subclass and say so at import.
     warnings.filterwarnings("ignore", message="datetime.datetime size changed", category=RuntimeWarning)
@@ -94,7 +95,7 @@ async def _main(args: argparse.Namespace) -> None:
     store = default_registry().create(Role.STORE, args.store, namespace=args.namespace, options={})
     await store.open()
     recording = ledger.RecordingStore(store, ledger.Ledger(Path(args.ledger)).commits_path)
-    connection = Connection(config, store=recording)  # type: ignore[arg-type]
+    connection = Connection(config, store=recording)  # a forwarding wrapper: a Store by protocol
     worker = await MeshFlow.Worker.create(
         connection=connection,
         task_queue=args.queue,

@@ -34,7 +34,7 @@ import collections
 import json
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -233,6 +233,7 @@ async def check(
     kills: Sequence[float] = (),
     restarts: Sequence[float] = (),
     partitions: Sequence[float] = (),
+    injected: Callable[[], int] | None = None,
 ) -> Figures:
     """Assert the promises for ``started`` = ``[(handle, expected result), ...]`` and fill in
     ``figures`` (reported, then asserted: a failing run is in the report too).
@@ -244,6 +245,7 @@ async def check(
     ``restarts`` / ``partitions`` are the ``time.monotonic()`` moments a worker died / a server
     was back after a restart / after a pause: the
     recovery time after each is the time to the first transition any worker committed after it.
+    ``injected``, when given, counts faults a wrapper injected during the run (read at the end).
     """
     from hotmesh.meshflow import _records as rec
 
@@ -326,6 +328,8 @@ async def check(
     figures.activity_runs += sum(ran.values())
     figures.reruns += sum(n - 1 for n in ran.values())
     await check_nothing_pending(store, stream, queue, figures, settle=min(settle, max(1.0, deadline - time.monotonic())))
+    if injected is not None:
+        figures.faults += injected()
     return finish(figures)
 
 
