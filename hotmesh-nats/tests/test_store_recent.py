@@ -23,8 +23,23 @@ URL = os.environ.get("HOTMESH_NATS_URL", "nats://127.0.0.1:4222")
 pytestmark = pytest.mark.anyio
 
 
+async def test_a_store_forgets_what_it_remembered_when_it_purges(namespace: str) -> None:
+    async with NatsStore(URL, namespace=namespace, options={}) as a:
+        try:
+            await a.create_job(NewJob("j", {"owner": "old", "n": 1}))
+            assert await a.get_job("j") == {"owner": "old", "n": 1}
+            await a.purge()
+            await a.create_job(NewJob("j", {"owner": "new", "n": 100}))
+            await a.apply_transition(Transition("j", "s1", increment={"n": 1}))
+            assert await a.get_job("j") == {"owner": "new", "n": 101}
+        finally:
+            await a.purge()
+
+
 @pytest.mark.xfail(
-    strict=True, reason="a remembered revision from a purged bucket wins the CAS in the new one"
+    strict=True,
+    reason="documented limitation: purge a namespace only after every process using it stopped"
+    " (another store's remembered revision from the old bucket can win the CAS in the new one)",
 )
 async def test_remembered_entry_does_not_survive_a_purge_by_another_store(namespace: str) -> None:
     async with (

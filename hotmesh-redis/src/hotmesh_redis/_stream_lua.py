@@ -31,8 +31,11 @@ local function pending_count(id)
 end
 """
 
-# KEYS: stream, rel, dl. ARGV: group, consumer, count, visibility ms, max deliveries (-1: none).
-# Returns {{{id, fields, delivery count}...}, ms until something may become ready (-1: never)}.
+# KEYS: stream, rel, dl. ARGV: group, consumer, count, visibility ms, max deliveries (-1: none),
+# ensure group (1/0), scan for stale entries (1/0). Returns {{{id, fields, delivery count}...},
+# ms until something may become ready (-1: never)}. The caller asks for the group only on its
+# first read and for the stale scan (XPENDING IDLE, the costly part) only now and then: both are
+# server work on every read otherwise.
 READ = (
     """
 local s, rel, dl = KEYS[1], KEYS[2], KEYS[3]
@@ -42,7 +45,8 @@ local count, vis, maxd = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
     + _NOW
     + _DEADLETTER
     + """
-redis.pcall('XGROUP', 'CREATE', s, group, '0', 'MKSTREAM')
+local ensure, scan = ARGV[6] == '1', ARGV[7] == '1'
+if ensure then redis.pcall('XGROUP', 'CREATE', s, group, '0', 'MKSTREAM') end
 local out = {}
 -- Stream rules 4, 7, 9: a pending entry handed over again, or dead-lettered.
 local function take(id)
@@ -61,7 +65,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', rel, '-inf', now, 'LIMIT', 0, co
   if #out >= count then break end
   take(id)
 end
-if #out < count then
+if #out < count and scan then
   local cursor, scanned = '-', 0
   while #out < count and scanned < 1000 do
     local p = redis.call('XPENDING', s, group, 'IDLE', vis, cursor, '+', 100)
@@ -88,11 +92,13 @@ end
 local wait = -1
 local nxt = redis.call('ZRANGEBYSCORE', rel, '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
 if #nxt > 0 then wait = tonumber(nxt[2]) - now end
-for _, e in ipairs(redis.call('XPENDING', s, group, '-', '+', 20)) do
-  if not redis.call('ZSCORE', rel, e[1]) then
-    local left = vis - e[3]
-    if left < 1 then left = 1 end
-    if wait < 0 or left < wait then wait = left end
+if scan then
+  for _, e in ipairs(redis.call('XPENDING', s, group, '-', '+', 20)) do
+    if not redis.call('ZSCORE', rel, e[1]) then
+      local left = vis - e[3]
+      if left < 1 then left = 1 end
+      if wait < 0 or left < wait then wait = left end
+    end
   end
 end
 return {out, wait}

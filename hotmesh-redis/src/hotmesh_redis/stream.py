@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from redis.commands.core import AsyncScript
 
-from hotmesh.errors import ValidationError
+from hotmesh.errors import ProviderError, ValidationError
 from hotmesh.providers import (
     Capability,
     DeadLetter,
@@ -52,6 +52,10 @@ class RedisStream(RedisProvider):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._scripts: dict[str, AsyncScript] = {}
+        self._groups: set[tuple[str, str]] = set()  # groups this instance made sure exist
+        # Per group: when this instance last scanned for stale entries, and when that scan said
+        # the next one may go stale (monotonic seconds).
+        self._scanned: dict[tuple[str, str], tuple[float, float | None]] = {}
         self._blocking: Client | None = None
 
     @property
@@ -124,10 +128,30 @@ class RedisStream(RedisProvider):
             raise ValidationError(f"ReadRequest.count must be >= 1, got {r.count}")
         keys = self._skeys(r.stream, r.group)
         maxd = -1 if r.max_deliveries is None else r.max_deliveries
-        args = [r.group, r.consumer, r.count, max(1, _ms(r.visibility_timeout)), maxd]
+        vis_ms = max(1, _ms(r.visibility_timeout))
         deadline = time.monotonic() + r.block.total_seconds()
+        # Stale entries (a dead consumer's) are looked for at most every quarter visibility
+        # timeout (capped at 1 s): the scan is most of a read's server work, and a busy reader
+        # reads far more often. A scan also tells how long until a pending entry goes stale, so
+        # an idle reader blocks until then and scans again.
+        scan_every = min(1.0, vis_ms / 4000)
         while True:
-            out, wait = await self._run("READ", keys, args)
+            now = time.monotonic()
+            group_key = (r.stream, r.group)
+            last_scan, stale_at = self._scanned.get(group_key, (-1e9, None))
+            scan = now - last_scan >= scan_every or (stale_at is not None and now >= stale_at)
+            ensure = group_key not in self._groups
+            args = [r.group, r.consumer, r.count, vis_ms, maxd, int(ensure), int(scan)]
+            try:
+                out, wait = await self._run("READ", keys, args)
+            except ProviderError as exc:
+                if ensure or "NOGROUP" not in str(exc):
+                    raise
+                self._groups.discard(group_key)  # the group was deleted (a purge): make it again
+                continue
+            self._groups.add(group_key)
+            if scan:  # remember when the scan said something may become ready
+                self._scanned[group_key] = (now, now + wait / 1000 if wait >= 0 else None)
             if out:
                 return [
                     Delivery(
@@ -165,8 +189,6 @@ class RedisStream(RedisProvider):
         return deliveries
 
     def _closed_error(self) -> Exception:
-        from hotmesh.errors import ProviderError
-
         return ProviderError(f"redis stream provider for {self.settings.redacted} is closed")
 
     async def ack(self, stream: str, group: str, ids: Sequence[str], /) -> int:
