@@ -182,13 +182,32 @@ async def _db_sample(url: str, schema: str) -> dict[str, Any]:
             if table in tables:
                 cur = await conn.execute(q.SQL("SELECT count(*) FROM {}.{}").format(q.Identifier(schema), q.Identifier(table)))
                 rows[table] = (await cur.fetchone())[0]
+        cur = await conn.execute(
+            "SELECT indexrelname, pg_relation_size(indexrelid), idx_scan FROM pg_stat_user_indexes"
+            " WHERE schemaname = %s ORDER BY indexrelname",
+            (schema,),
+        )
+        indexes = {r[0]: {"bytes": r[1], "scans": r[2]} for r in await cur.fetchall()}
+        # The oldest snapshot in this database: VACUUM cannot remove rows dead after it.
+        cur = await conn.execute(
+            "SELECT max(age(backend_xmin)), max(extract(epoch FROM now() - xact_start))"
+            " FROM pg_stat_activity WHERE datname = current_database() AND backend_xmin IS NOT NULL"
+        )
+        horizon = await cur.fetchone()
         expired = None
         if "jobs" in tables:
             cur = await conn.execute(
                 q.SQL("SELECT count(*) FROM {}.jobs WHERE expires_at <= clock_timestamp()").format(q.Identifier(schema))
             )
             expired = (await cur.fetchone())[0]
-        return {"tables": tables, "rows": rows, "expired_unswept_jobs": expired}
+        return {
+            "tables": tables,
+            "indexes": indexes,
+            "rows": rows,
+            "expired_unswept_jobs": expired,
+            "oldest_xmin_age": horizon[0] if horizon else None,
+            "oldest_xact_seconds": round(float(horizon[1]), 1) if horizon and horizon[1] is not None else None,
+        }
 
 
 def _mib(n: int | None) -> str:
@@ -205,7 +224,7 @@ def _print_sample(s: dict[str, Any]) -> None:
         + " ".join(f"{k} {_mib(v['total_bytes'])}M l{v['live']}/d{v['dead']} v{v['autovacuum']}+{v['vacuum']}" for k, v in big)
         + f" | flow {tp['flow']['per_s']}/s p50 {tp['flow']['p50_ms']} | call {tp['call']['per_s']}/s p50 {tp['call']['p50_ms']}"
         + f" | rec {tp['record']['per_s']}/s p50 {tp['record']['p50_ms']} | sweep {s['sweep']['deleted']} in {s['sweep']['rounds']} rounds"
-        + f" | expired unswept {s['expired_unswept_jobs']}",
+        + f" | expired unswept {s['expired_unswept_jobs']} | oldest xmin age {s['oldest_xmin_age']} ({s['oldest_xact_seconds']} s)",
         flush=True,
     )
 

@@ -284,11 +284,11 @@ async def test_worker_clocks_skewed_30s_either_way_never_fire_a_timer_early(
     fault_config: HotMeshConfig, multi_process: None, fault_workers: FlowWorkers, roles: dict[Role, Any],
     figures: Figures,
 ) -> None:  # fmt: skip
-    """T-1 (C4): one worker's wall clock runs 30 s behind, another's 30 s ahead. Sleeps dispatched
-    by the slow one are fired by the fast one (and the other way round); none fires early, as
-    measured on the host's monotonic clock, because due times and firing follow the store's
-    clock. Runs where the store declares STORE_CLOCK; elsewhere timers follow each host's clock
-    and HotMesh requires hosts whose clocks agree (NTP): docs/promises.md, C4."""
+    """T-1 (C4): sleeps dispatched by a worker whose wall clock runs 30 s behind are fired by one
+    whose clock runs 30 s ahead, and the other way round; none fires early, as measured on the
+    host's monotonic clock, because due times and firing follow the store's clock. Runs where
+    the store declares STORE_CLOCK; elsewhere timers follow each host's clock and HotMesh
+    requires hosts whose clocks agree (NTP): docs/promises.md, C4."""
     store = roles[Role.STORE]
     if Capability.STORE_CLOCK not in store.capabilities:
         pytest.skip(
@@ -301,24 +301,32 @@ async def test_worker_clocks_skewed_30s_either_way_never_fire_a_timer_early(
     def shape(i: int) -> list[Any]:
         return [["act", i], ["sleep", SKEW_SLEEP], ["act", 100 + i]]
 
-    behind = fault_workers.start(env={SKEW_ENV: "-30"})
-    first = [await client.workflow.start(_flows.run_shape, args=[shape(i)], task_queue=QUEUE) for i in range(6)]
-    await _histories_reach(first, 2)  # the slow clock dispatched every first sleep
-    ahead = fault_workers.start(env={SKEW_ENV: "30"})
-    second = [await client.workflow.start(_flows.run_shape, args=[shape(i)], task_queue=QUEUE) for i in range(6, 12)]
-    await _histories_reach(second, 2)
-    behind.send_signal(signal.SIGTERM)  # the fast clock alone fires every timer
-    await asyncio.to_thread(behind.wait, 15)
+    async def phase(dispatcher: str, firer: str, numbers: range) -> list[Any]:
+        """One worker (clock ``dispatcher``) dispatches the sleeps and stops; another (clock
+        ``firer``) alone fires them: each phase has one live worker at a time."""
+        first = fault_workers.start(env={SKEW_ENV: dispatcher})
+        handles = [await client.workflow.start(_flows.run_shape, args=[shape(i)], task_queue=QUEUE) for i in numbers]
+        await _histories_reach(handles, 2)
+        first.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(first.wait, 15)
+        second = fault_workers.start(env={SKEW_ENV: firer})
+        for handle in handles:
+            await handle.result(timeout=60)
+        second.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(second.wait, 15)
+        return handles
+
+    behind_then_ahead = await phase("-30", "30", range(6))
+    ahead_then_behind = await phase("30", "-30", range(6, 12))
     figures.faults += 2
-    started = [(h, _flows.evaluate(shape(i), {})) for i, h in enumerate(first + second)]
+    started = [(h, _flows.evaluate(shape(i), {})) for i, h in enumerate(behind_then_ahead + ahead_then_behind)]
     await _check(figures, roles, fault_workers.book, started, [3] * len(started))
-    assert ahead.poll() is None
-    # The skew was real: the slow worker recorded the first activities 30 s in the past, the fast
-    # one every sleep 30 s in the future (wall-clock stamps in the histories).
+    # The skew was real: the wall-clock stamps each worker wrote in the histories are 30 s off.
     now = time.time()
-    histories = [await handle.history() for handle in first]
-    assert all(float(h[0]["completed_at"]) < now - 20 for h in histories), "the slow worker's clock was not skewed"  # type: ignore[arg-type]
-    assert any(float(h[1]["completed_at"]) > now + 20 for h in histories), "the fast worker's clock was not skewed"  # type: ignore[arg-type]
+    for handles, sign in ((behind_then_ahead, -1), (ahead_then_behind, 1)):
+        for handle in handles:
+            first_call, sleep = (float(e["completed_at"]) - now for e in (await handle.history())[:2])  # type: ignore[arg-type]
+            assert sign * first_call > 20 and -sign * sleep > 20, (handle.workflow_id, first_call, sleep)
     # None early: on the host's monotonic clock (shared by every process, unaffected by skew), the
     # activity after each sleep ran at least SKEW_SLEEP after the activity before it.
     runs: dict[tuple[str, int], list[float]] = collections.defaultdict(list)
