@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -106,6 +107,7 @@ class Runner:
         """Run one step (a process writing ``<name>.json``); record its wall time and exit code."""
         target = self.out_dir / f"{name}.json"
         log(f"{name}: {' '.join(a if len(a) < 80 else a[:77] + '...' for a in argv[1:])}")
+        load = round(os.getloadavg()[0], 2)
         begin = time.perf_counter()
         logfile = self.out_dir / "logs" / f"{name}.log"
         logfile.parent.mkdir(parents=True, exist_ok=True)
@@ -129,7 +131,7 @@ class Runner:
         if not ok or code not in (0, 1):
             tail = "\n".join(logfile.read_text(errors="replace").strip().splitlines()[-6:])
         self.steps.append({"name": name, "side": side, "seconds": round(seconds, 1), "exit": code, "json": ok,
-                           "log_tail": tail})
+                           "log_tail": tail, "load": load})
         log(f"{name}: exit {code} in {seconds:.0f} s{'' if ok else ' (no JSON)'}")
         return ok
 

@@ -441,6 +441,15 @@ def build(data: dict[str, Any], plot_dir: Path, plot_rel: str) -> str:
     if srv.get("pg_stat_statements") is False:
         notes.append("`pg_stat_statements` is not installed on the shared PostgreSQL (not in shared_preload_libraries): "
                      "statement counts come from `pg_stat_database.xact_commit` (server) and the driver-level counters (client)")
+    load0, load1 = (m.get("load_avg") or [None])[0], (meta.get("machine_end_load") or [None])[0]
+    if load0 is not None and load1 is not None and abs(load0 - load1) >= 2:
+        notes.append(f"the machine's load changed during the run (1-minute load average {load0} at the start, {load1} at "
+                     "the end): the rounds and the once-only cases after them (scaling, history, memory, profile) did not "
+                     "see the same machine, so compare rows within one table section, not across sections")
+    load_steps = [s for s in meta.get("steps", []) if s.get("load") is not None]
+    if load_steps:
+        notes.append("1-minute load average at the start of each step: " + ", ".join(
+            f"{s['name']} {s['load']}" for s in load_steps))
     failed = [s for s in meta.get("steps", []) if not s.get("json")]
     for s in failed:
         notes.append(f"step `{s['name']}` produced no result (exit {s['exit']}): {s.get('log_tail', '')[-300:]!r}")
@@ -455,6 +464,30 @@ def build(data: dict[str, Any], plot_dir: Path, plot_rel: str) -> str:
       "`benchmarks/ts/bench-latency.js` for the 5-step shapes, *DBOS* = `dbos` on its system database (direct = `await wf(x)` "
       "in process; queue = `enqueue_async` + `get_result`, queue and result polled every 10 ms, DBOS's defaults are 1 s), "
       "*Celery* = `echo.delay(x).get()` with a prefork `celery worker`, Redis broker and result backend.")
+    w("")
+
+    # ---- headline
+    w("## Headline (medians over the rounds, worker in another process)")
+    w("")
+    rm, rt_, cl = omc.get("redis", {}), tsmc["redis"], cel
+    w(f"- **MeshCall on Redis**: ours p50 {fmt(med(rm.get('p50', [])))} ms, {fmt(med(rm.get('cps', [])))} calls/s @50 — "
+      f"TS original {fmt(med(rt_['p50']))} ms, {fmt(med(rt_['cps']))} calls/s — Celery {fmt(med(cl['p50']))} ms, "
+      f"{fmt(med(cl['cps']))} calls/s.")
+    pm, pt = omc.get("postgres", {}), tsmc["postgres"]
+    w(f"- **MeshCall on PostgreSQL**: ours p50 {fmt(med(pm.get('p50', [])))} ms, {fmt(med(pm.get('cps', [])))} calls/s — "
+      f"TS original {fmt(med(pt['p50']))} ms, {fmt(med(pt['cps']))} calls/s.")
+    for b in ("redis", "postgres", "sqlite"):
+        o = omf.get(b)
+        if not o:
+            continue
+        bits = [f"ours {fmt(med(o['p50_wf_one']))} ms, {fmt(med(o['wfs_wf_one']))} wf/s"]
+        if b in tsmf and tsmf[b]["p50_wf_one"]:
+            bits.append(f"TS original {fmt(med(tsmf[b]['p50_wf_one']))} ms, {fmt(med(tsmf[b]['wfs_wf_one']))} wf/s")
+        for mode in ("direct", "queue"):
+            d = dbo.get((b, mode))
+            if d and any(d["p50_wf_one"]):
+                bits.append(f"DBOS {mode} {fmt(med(d['p50_wf_one']))} ms, {fmt(med(d['wfs_wf_one']))} wf/s")
+        w(f"- **1-activity workflow on {b}** (start→result p50, workflows/s): " + " — ".join(bits) + ".")
     w("")
 
     # ---- floors
@@ -559,8 +592,10 @@ def build(data: dict[str, Any], plot_dir: Path, plot_rel: str) -> str:
         w(f"- **NATS vs Redis**: {fmt(n_wire, 1)} NATS requests per 1-activity workflow against {fmt(r_wire, 1)} Redis commands: "
           "every KV transition is a read plus a compare-and-set (2 requests) and every stream read a pull request; a "
           "single-request create/CAS path and batched pulls would bring it within 1.5×.")
-    w("- **≤ 12 round trips**: the ack after every task (one per task), the queue-registry read at every start and the "
-      "separate result publish are the round trips above 12; each removal is listed in the README's MeshFlow section.")
+    over = [f"{b} {fmt(v, 1)}" for b, v in (("redis", r_wire), ("postgres", p_wire), ("nats", n_wire)) if v and v > 12]
+    if over:
+        w(f"- **≤ 12 round trips** (over: {', '.join(over)}): per task the claim/ack, per workflow the queue-registry read "
+          "and the result publish are the candidates to fold into the transitions (see the README's MeshFlow section).")
     if sq_pts:
         w(f"- **SQLite from several processes** ({sq_txt}): another process learns of new work only at its next poll "
           "(50 ms by default) and all processes serialise on one file lock, on 2 cores; a cross-process wake-up "
@@ -854,9 +889,9 @@ def _profile_text(prof: dict[str, Any]) -> str:
               f"2. **`Engine.transition` {pc(transition)}** (the Lua transition and its JSON encoding; JSON own time "
               f"{pc(json_share)} over the top frames): encode each payload once and pass the same bytes to the script and "
               "the message.",
-              f"3. **Stream ack {pc(ack)}**: the ack after every task is a separate command; folding it into the task's last "
-              "transition (the Lua script already `XACK`s in the same call on redis when the message is known) removes one "
-              "round trip per task.",
+              (f"3. **Stream ack {pc(ack)}**: the ack after every task is a separate command; folding it into the task's "
+               "last transition removes one round trip per task." if ack else
+               "3. **Stream ack**: no longer among the top frames (the ack rides on the task's transition in this build)."),
               f"4. **`get_job` {pc(get_job)}**: the job read at the top of every later workflow task could come from the "
               "previous transition's result.",
               f"5. **New connections {pc(connect)}**: `_sock_connect` / `connect` frames during steady throughput mean the "
