@@ -242,12 +242,17 @@ class PostgresProvider:
         """Server version and what a commit survives (promise C9)."""
         rows = await self._fetchall(
             "SELECT current_setting('server_version'), current_setting('fsync'),"
-            " current_setting('synchronous_commit')"
+            " current_setting('synchronous_commit'), current_setting('autovacuum')"
         )
-        version, fsync, sync_commit = rows[0]
+        version, fsync, sync_commit, autovacuum = rows[0]
         durability = (
             f"WAL, fsync={fsync}, synchronous_commit={sync_commit}"
             + (" (a commit survives a server crash)" if fsync == "on" and sync_commit != "off" else "")
+            + (
+                "; autovacuum=off: the store's sweep VACUUMs the namespace's tables itself"
+                if autovacuum != "on"
+                else ""
+            )
         )
         return ProviderInfo(name="postgres", server_version=str(version), durability=durability)
 

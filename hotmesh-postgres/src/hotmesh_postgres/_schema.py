@@ -17,7 +17,7 @@ from typing import Any
 from psycopg import AsyncConnection, sql
 
 from hotmesh.errors import ConfigError
-from hotmesh_postgres import _sql_v1, _sql_v2, _sql_v3, _sql_v4
+from hotmesh_postgres import _sql_v1, _sql_v2, _sql_v3, _sql_v4, _sql_v5
 
 _NAMESPACE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _MAX_IDENTIFIER = 63
@@ -41,6 +41,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "signal delivery and waiters serialized per signal id", _sql_v2.SIGNAL_FUNCTIONS),
     Migration(3, "waiters indexed by job (swept with expired jobs)", _sql_v3.WAITERS_BY_JOB),
     Migration(4, "search documents in C-collated id order per index", _sql_v4.SEARCH_KEYSET),
+    Migration(5, "jobs pages keep room for updates in place (fillfactor 80)", _sql_v5.JOBS_FILLFACTOR),
 )
 """All migrations in order. Never edit a released one: append a new version."""
 
