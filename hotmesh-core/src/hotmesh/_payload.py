@@ -8,12 +8,14 @@ from hotmesh.errors import PayloadTooLargeError
 from hotmesh.providers import dumps
 
 
-def check_size(value: Any, what: str, limit: int) -> None:
-    """Raise PayloadTooLargeError naming ``what``, its size and the limit when ``value``'s JSON is bigger."""
+def check_size(
+    value: Any, what: str, limit: int, source: str = "max_payload_bytes / HOTMESH_MAX_PAYLOAD_BYTES"
+) -> None:
+    """Raise PayloadTooLargeError naming ``what``, its size, the limit and where the limit comes
+    from when ``value``'s JSON is bigger."""
     size = len(dumps(value, what).encode("utf-8"))
     if size > limit:
         raise PayloadTooLargeError(
-            f"{what} is {size:,} bytes of JSON, over the limit of {limit:,} bytes (max_payload_bytes / "
-            "HOTMESH_MAX_PAYLOAD_BYTES; NATS servers refuse messages over their max_payload, 1 MiB by "
-            "default): pass a reference (an id, a URL) instead of the data"
+            f"{what} is {size:,} bytes of JSON, over the limit of {limit:,} bytes ({source}):"
+            " pass a reference (an id, a URL) instead of the data"
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any, Self
 
+from hotmesh._payload import check_size
 from hotmesh.config import HotMeshConfig, load_config
 from hotmesh.errors import CapabilityNotSupportedError, ConfigError, HotMeshError, ProviderNotFoundError
 from hotmesh.providers import (
@@ -129,6 +130,21 @@ class Connection:
                 self.config.url_for(Role.SEARCH).split("://")[0], "search", str(self._search_error or "")
             )
         return provider
+
+    def check_payload(self, value: Any, what: str) -> None:
+        """Raise PayloadTooLargeError naming ``what`` and the limit when ``value`` is too big.
+
+        The limit is ``max_payload_bytes`` or, when lower, the ``payload_limit`` a provider
+        declares for what its backend can carry (promise C7: fail at the call site, not in a
+        worker). Checked before anything is written.
+        """
+        limit, source = self.config.max_payload_bytes, "max_payload_bytes / HOTMESH_MAX_PAYLOAD_BYTES"
+        for provider in self._providers.values():
+            own = getattr(provider, "payload_limit", None)
+            if isinstance(own, int) and not isinstance(own, bool) and own < limit:
+                reason = getattr(provider, "payload_limit_reason", "") or f"the {provider.name} {provider.role}"
+                limit, source = own, str(reason)
+        check_size(value, what, limit, source)
 
     @property
     def namespace(self) -> str:

@@ -30,7 +30,6 @@ from typing import Any
 
 import anyio
 
-from hotmesh._payload import check_size
 from hotmesh._runtime import ConnectionLike
 from hotmesh._runtime import runtime as _registry
 from hotmesh.engine.durations import Duration, Interval, parse_duration
@@ -193,7 +192,7 @@ class MeshCall:
             raise ValidationError("ttl caches a result under an id: pass id= as well")
         wait = parse_duration(timeout, what="timeout").total_seconds()
         conn = await _registry.connection(connection)
-        check_size(call_args, "args", conn.config.max_payload_bytes)
+        conn.check_payload(call_args, "args")
         engine = _registry.engine(conn)
         store = conn.store
         cache_key = f"mc:{topic}:{call_id}" if call_id is not None else None
@@ -454,7 +453,7 @@ async def _handle(engine: Engine, topic: str, delivery: Delivery) -> None:
         return
     try:
         check_json(result, "result")
-        check_size(result, "result", engine.connection.config.max_payload_bytes)
+        engine.connection.check_payload(result, "result")
     except (SerializationError, PayloadTooLargeError) as exc:
         await _write_outcome(engine, delivery, {"status": "error", "error": _describe_exception(exc)})
         return

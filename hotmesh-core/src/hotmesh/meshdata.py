@@ -21,7 +21,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticError
 
-from hotmesh._payload import check_size
 from hotmesh._runtime import ConnectionLike, runtime
 from hotmesh.config import HotMeshConfig, load_config
 from hotmesh.connection import Connection
@@ -243,8 +242,8 @@ class MeshData:
             raise ValidationError(f"search takes {{'data': {{...}}}}; unknown keys {sorted(unknown)}")
         check_json(data, "search.data")
         conn = await self._connection(namespace)
-        check_size(call_args, "args", conn.config.max_payload_bytes)
-        check_size(data, "search.data", conn.config.max_payload_bytes)
+        conn.check_payload(call_args, "args")
+        conn.check_payload(data, "search.data")
         engine = runtime.engine(conn)
         extra: dict[str, JSONValue] = {"search_index": name, **{RECORD_PREFIX + k: v for k, v in data.items()}}
         if keep is not None:

@@ -35,6 +35,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from nats.errors import MaxPayloadError
 from nats.js import api
 from nats.js.errors import (
     BadRequestError,
@@ -46,7 +47,7 @@ from nats.js.errors import (
 )
 from nats.js.kv import KeyValue
 
-from hotmesh.errors import ConfigError, ProviderError, ValidationError
+from hotmesh.errors import ConfigError, PayloadTooLargeError, ProviderError, ValidationError
 from hotmesh.providers import (
     Capability,
     ClaimedTimer,
@@ -73,6 +74,8 @@ _KEEP = object()
 _DELETE = object()
 """Returned by a mutation to delete the entry."""
 _MAX_RETRIES = 200
+_PAYLOAD_SHARE = 8
+"""One job's KV value must hold several copies of a payload (see ``NatsStore.payload_limit``)."""
 _RECENT_ENTRIES = 4096
 """Entries whose last known (revision, value) this store remembers (see ``_mutate``)."""
 _RECENT_MAX_BYTES = 64 * 1024
@@ -223,6 +226,7 @@ class NatsStore(NatsProvider):
                 if guessed:
                     continue
                 return result
+            raw = b""
             try:
                 async with self.errors("write"):
                     if new is _DELETE:
@@ -241,6 +245,12 @@ class NatsStore(NatsProvider):
                 if _is_conflict(exc.__cause__):
                     self._recent.pop(key, None)
                     continue
+                if isinstance(exc.__cause__, MaxPayloadError):
+                    raise PayloadTooLargeError(
+                        f"nats store: entry {key!r} would be {len(raw):,} bytes, over the NATS server's"
+                        f" max_payload of {self.nc.max_payload:,} bytes (a job holds its workflow's"
+                        " arguments, results and history): pass references instead of large values"
+                    ) from exc
                 raise
         raise ProviderError(f"nats store: too much contention on one entry of {self.display_url}")
 
@@ -248,6 +258,24 @@ class NatsStore(NatsProvider):
     def can_publish_to(self, stream: object, /) -> bool:
         """Never: KV write + stream publish is not one atomic JetStream operation (rule 6)."""
         return False
+
+    @property
+    def payload_limit(self) -> int | None:
+        """The largest payload (argument, result, signal) accepted at the call site: an eighth of
+        the server's ``max_payload``, because one job is one KV value that holds a workflow's
+        arguments, each call's message and result and its own result (Connection.check_payload)."""
+        if self._nc is None:
+            return None
+        return max(1024, int(self._nc.max_payload) // _PAYLOAD_SHARE)
+
+    @property
+    def payload_limit_reason(self) -> str:
+        """Where ``payload_limit`` comes from, for the PayloadTooLargeError message."""
+        server = int(self._nc.max_payload) if self._nc is not None else 0
+        return (
+            f"1/{_PAYLOAD_SHARE} of the NATS server's max_payload of {server:,} bytes: the NATS store keeps a"
+            " workflow's arguments, results and history in one KV value, which max_payload caps"
+        )
 
     def can_notify(self, sub: object, /) -> bool:
         """Never: the engine publishes a transition's notifications after it (rule 6c)."""

@@ -7,7 +7,6 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
-from hotmesh._payload import check_size
 from hotmesh._runtime import ConnectionLike, runtime
 from hotmesh.connection import Connection
 from hotmesh.engine.durations import Duration, parse_duration
@@ -151,7 +150,7 @@ class _Workflows:
         if on_duplicate not in ("error", "use_existing"):
             raise ValidationError(f"on_duplicate must be 'error' or 'use_existing', got {on_duplicate!r}")
         conn = await self._client._connection()
-        check_size(call_args, "args", conn.config.max_payload_bytes)
+        conn.check_payload(call_args, "args")
         if keep is not None and Capability.STORE_TTL not in conn.store.capabilities:
             raise CapabilityNotSupportedError(conn.store.name, "expire (STORE_TTL)", "start without expire=")
         known = await _registered(conn, queue, name)
@@ -235,7 +234,7 @@ class Client:
             raise ValidationError(f"signal_id must be a non-empty string, got {signal_id!r}")
         check_json(data, "data")
         conn = await self._connection()
-        check_size(data, "signal data", conn.config.max_payload_bytes)
+        conn.check_payload(data, "signal data")
         return await deliver_signal(conn, signal_id, data, delivery_id=uuid.uuid4().hex)
 
     def get_handle(

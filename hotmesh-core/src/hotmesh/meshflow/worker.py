@@ -29,7 +29,6 @@ from typing import Any
 
 import anyio
 
-from hotmesh._payload import check_size
 from hotmesh._runtime import ConnectionLike, runtime
 from hotmesh.connection import Connection
 from hotmesh.engine.crashpoints import crashpoint
@@ -481,7 +480,7 @@ class Worker:
         if outcome.status == "completed":
             try:
                 check_json(outcome.result, "result")
-                check_size(outcome.result, "workflow result", self.connection.config.max_payload_bytes)
+                self.connection.check_payload(outcome.result, "workflow result")
                 fields.update(status=rec.COMPLETED, result=outcome.result)
             except (SerializationError, PayloadTooLargeError) as exc:
                 fields.update(status=rec.FAILED, error=rec.describe_exception(exc))
@@ -558,7 +557,7 @@ class Worker:
                 _invoke(fn, args), timeout=float(timeout) if isinstance(timeout, (int, float)) else None
             )
             check_json(value, f"{name}() result")
-            check_size(value, f"{name}() result", self.connection.config.max_payload_bytes)
+            self.connection.check_payload(value, f"{name}() result")
         except Exception as exc:
             if isinstance(exc, TimeoutError) and not isinstance(exc, HotMeshError):
                 exc = TimeoutError(f"activity {name!r} exceeded its start_to_close_timeout of {timeout}s")
