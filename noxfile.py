@@ -99,16 +99,19 @@ def _nats_mixes(session: nox.Session, tmp: Path) -> None:
     if "nats" not in installed:
         return
     nats, pg, sqlite = SERVER_URLS["nats"], SERVER_URLS["postgres"], f"sqlite:///{tmp / 'mix.db'}"
+    faults = ["hotmesh_conformance.suite.test_faults"]
     mixes = [
-        ("postgres", ["--hotmesh-store-url", pg, "--hotmesh-search-url", pg], []),
+        # The fault suite (crash points, zombie, duplicate delivery, skew...) on one mix as well.
+        ("postgres", ["--hotmesh-store-url", pg, "--hotmesh-search-url", pg], faults, []),
         # Timer accuracy of these stores is covered by their own full kit runs.
-        ("redis", ["--hotmesh-store-url", SERVER_URLS["redis"]], ["-k", "not thousand_sleeping"]),
-        ("sqlite", ["--hotmesh-store-url", sqlite, "--hotmesh-search-url", sqlite], ["-k", "not thousand_sleeping"]),
+        ("redis", ["--hotmesh-store-url", SERVER_URLS["redis"]], [], ["-k", "not thousand_sleeping"]),
+        ("sqlite", ["--hotmesh-store-url", sqlite, "--hotmesh-search-url", sqlite], [],
+         ["-k", "not thousand_sleeping"]),
     ]
-    for store, roles, select in mixes:
+    for store, roles, extra, select in mixes:
         if store != "sqlite" and store not in installed:
             continue
-        session.run("pytest", "-q", "--pyargs", *MIX_SUITES, "--hotmesh-url", nats, *roles,
+        session.run("pytest", "-q", "--pyargs", *MIX_SUITES, *extra, "--hotmesh-url", nats, *roles,
                     "--hotmesh-profile", "ci", *select)
 
 

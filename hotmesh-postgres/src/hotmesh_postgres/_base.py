@@ -15,7 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from hotmesh.errors import ConfigError, ProviderError, redact_url
 from hotmesh.providers import Capability, ProviderInfo, url_scheme
-from hotmesh_postgres import _schema
+from hotmesh_postgres import _pools, _schema
 from hotmesh_postgres._options import PostgresOptions, parse_options
 
 T = TypeVar("T")
@@ -119,17 +119,7 @@ class PostgresProvider:
                     await _schema.migrate(conn, self._names)
         except psycopg.Error as exc:
             raise self._error("cannot migrate the schema", exc) from exc
-        pool: AsyncConnectionPool[AsyncConnection[Any]] = AsyncConnectionPool(
-            self._url,
-            min_size=self._options.pool_min_size,
-            max_size=self._options.pool_max_size,
-            kwargs={"autocommit": True, "connect_timeout": max(1, int(self._options.connect_timeout))},
-            timeout=self._options.connect_timeout,
-            open=False,
-            name=f"hotmesh-{self.role}",
-        )
-        await pool.open(wait=False)
-        self._pool = pool
+        self._pool = await _pools.acquire(self._url, self._options)
 
     async def _after_open(self) -> None:
         """Hook for subclasses (background tasks)."""
@@ -145,7 +135,7 @@ class PostgresProvider:
         await self._before_close()
         pool, self._pool = self._pool, None
         if pool is not None:
-            await pool.close()
+            await _pools.release(self._url, self._options, pool)
 
     async def __aenter__(self) -> Self:
         await self.open()
