@@ -292,3 +292,42 @@ def log(message: str) -> None:
 
 def python() -> str:
     return sys.executable
+
+
+# -- mixed configurations (issue 8): "<url> store=<url> search=<url>" ----------------------------
+ROLES = ("store", "stream", "sub", "search")
+
+
+def split_mix(url: str) -> tuple[str, dict[str, str]]:
+    """``"nats://h:4222 store=postgresql://… search=postgresql://…"`` -> (main URL, role URLs).
+
+    A benchmark URL may name other backends for some roles after the main one, separated by
+    spaces (URLs have none): the main URL serves every role not named.
+    """
+    head, *rest = url.split()
+    roles: dict[str, str] = {}
+    for part in rest:
+        role, sep, value = part.partition("=")
+        if not sep or role not in ROLES or not value:
+            raise ValueError(f"bad role override {part!r} in benchmark URL {url!r} (want role=url)")
+        roles[role] = value
+    return head, roles
+
+
+def config_for(url: str, namespace: str) -> Any:
+    """The HotMeshConfig of a benchmark URL (plain or mixed) in ``namespace``."""
+    from hotmesh.config import HotMeshConfig
+
+    head, roles = split_mix(url)
+    return HotMeshConfig(url=head, namespace=namespace, **roles)
+
+
+def schemes_of(url: str) -> list[str]:
+    """Every URL scheme a (mixed) benchmark URL talks to, main one first."""
+    head, roles = split_mix(url)
+    found = [urlsplit(head).scheme.lower()]
+    for value in roles.values():
+        scheme = urlsplit(value).scheme.lower()
+        if scheme not in found:
+            found.append(scheme)
+    return found

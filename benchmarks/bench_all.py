@@ -198,6 +198,14 @@ def main(argv: list[str] | None = None) -> int:
         write_json(out_dir / "meta.json", meta)
     ours_urls = [u for u, ok in ((REDIS_URL, reach["redis"] is None), (ours_pg, ours_pg is not None),
                                  (NATS_URL, reach["nats"] is None)) if ok and u]
+    # Mixed configurations (issue 8): NATS for stream and sub, the store (and search) elsewhere.
+    mixes: list[str] = []
+    if reach["nats"] is None and ours_pg:
+        mixes.append(f"{NATS_URL} store={ours_pg} search={ours_pg}")
+    if reach["nats"] is None and reach["redis"] is None:
+        mixes.append(f"{NATS_URL} store={REDIS_URL}")
+    meta["mixes"] = mixes
+    write_json(out_dir / "meta.json", meta)
     run = Runner(out_dir, quick)
     q = ["--quick"] if quick else []
     try:
@@ -205,10 +213,10 @@ def main(argv: list[str] | None = None) -> int:
             ours: list[tuple[str, list[str], float]] = []
             if ours_urls:
                 ours.append((f"r{r}-ours-meshcall", [PY, str(HERE / "meshcall_bench.py"), *q, "--repeat", "1",
-                             *sum((["--url", u] for u in ours_urls), []), "--json", str(out_dir / f"r{r}-ours-meshcall.json")],
-                             900))
+                             *sum((["--url", u] for u in [*ours_urls, *mixes]), []),
+                             "--json", str(out_dir / f"r{r}-ours-meshcall.json")], 900))
             ours.append((f"r{r}-ours-meshflow", [PY, str(HERE / "meshflow_bench.py"), *q, "--repeat", "1", "--suspended", "0",
-                         *sum((["--url", u] for u in [*ours_urls, "sqlite"]), []),
+                         *sum((["--url", u] for u in [*ours_urls, "sqlite", *mixes]), []),
                          "--json", str(out_dir / f"r{r}-ours-meshflow.json")], 1500))
             theirs: list[tuple[str, list[str], float]] = []
             if not args.no_peers:

@@ -58,6 +58,9 @@ def rounds_of(data: dict[str, Any], suffix: str) -> list[dict[str, Any]]:
 
 def backend_of(url: str) -> str:
     url = url.lower()
+    head, *roles = url.split()
+    if roles and all("=" in r for r in roles):  # a mixed configuration ("nats://… store=postgresql://…")
+        return "+".join([backend_of(head), *(f"{r.split('=', 1)[0]}={backend_of(r.split('=', 1)[1])}" for r in roles)])
     for name in BACKENDS:
         if url.startswith(name):
             return name
@@ -630,6 +633,10 @@ def build(data: dict[str, Any], plot_dir: Path, plot_rel: str) -> str:
               f"{fmt(med(cel['ops']), 1)} Redis commands (server-side delta, idle subtracted); "
               f"CPU {fmt(med(cel['cpu']), 2)} ms per call (client + worker) |")
             mc_series.append(("Celery redis", cel))
+    for b in sorted(k for k in omc if "+" in k):  # mixed configurations (issue 8)
+        e = omc[b]
+        w(f"| ours (mixed) | {b} | {cell(e['p50'])} | {cell(e['p99'])} | – | {cell(e['cps'])} | "
+          f"{fmt(med(e['wire']), 1)} wire round trips (caller + worker, exact) |")
     w("")
     if any(omc.get(b, {}).get("local_p50") for b in omc):
         w("Ours with the worker in the caller's process: " + "; ".join(
@@ -672,6 +679,8 @@ def build(data: dict[str, Any], plot_dir: Path, plot_rel: str) -> str:
     for b in BACKENDS:
         if b in omf_local and any(omf_local[b]["p50_wf_one"]):
             flow_row("ours, same process", b, omf_local[b], b)
+    for b in sorted(k for k in omf if "+" in k):  # mixed configurations (issue 8)
+        flow_row("ours (mixed)", b, omf[b], None)
     w("")
     w("TS rows: the anchor times only `wfOne` one at a time; the 5-step latencies come from our `bench-latency.js` "
       "extension (same worker, same workflows). Its seq5/gather throughput uses N_MULTI workflows with START_CONC in flight.")

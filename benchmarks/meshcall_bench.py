@@ -48,6 +48,7 @@ from hotmesh.connection import Connection
 from hotmesh.providers import ReadRequest, Role, default_registry
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import config_for, schemes_of
 from floors import measure_floors_async, summarize
 
 __all__ = [
@@ -351,10 +352,11 @@ async def count_round_trips(url: str, namespace: str, settings: Settings) -> dic
     counting proxies, so each side's calls are told apart exactly. Counts start after a
     warm-up and end after a short settle (the worker acks after the caller already returned).
     """
-    config = HotMeshConfig(url=url, namespace=namespace)
+    config = config_for(url, namespace)
     caller_tally, worker_tally = Tally(), Tally()
     wire = WireCounter()
-    wire.install(urlsplit(url).scheme.lower())
+    for scheme_ in schemes_of(url):
+        wire.install(scheme_)
     opened: list[Any] = []
     connections: list[Connection] = []
     try:
@@ -528,7 +530,7 @@ class WorkerProcess:
 
 async def worker_main(url: str, namespace: str, topic: str, concurrency: int) -> None:
     """Entry point of the worker process: connect, say ready, serve until SIGTERM."""
-    config = HotMeshConfig(url=url, namespace=namespace)
+    config = config_for(url, namespace)
     await MeshCall.connect(topic, echo, connection=config, concurrency=concurrency)
     print("ready", flush=True)
     await MeshCall.serve(grace=2.0)
@@ -566,7 +568,7 @@ def _median_of(runs: Sequence[dict[str, Any]], keys: Sequence[str]) -> dict[str,
 
 async def _purge(url: str, namespace: str) -> None:
     """Delete everything the benchmark wrote in its namespace (every role)."""
-    config = HotMeshConfig(url=url, namespace=namespace)
+    config = config_for(url, namespace)
     async with Connection(config) as connection:
         await connection.store.purge()
         await connection.stream.purge()
@@ -579,7 +581,7 @@ async def bench_backend(url: str, settings: Settings, *, log: Callable[[str], No
     """Measure one backend in a fresh namespace; always purges it afterwards."""
     namespace = f"hmbench_{uuid.uuid4().hex[:10]}"
     result = BackendResult(url=url, namespace=namespace)
-    config = HotMeshConfig(url=url, namespace=namespace)
+    config = config_for(url, namespace)
     scheme = urlsplit(url).scheme.lower()
     cross_process = scheme != "memory"
     worker: WorkerProcess | None = None
@@ -724,7 +726,7 @@ async def run(urls: Sequence[str], settings: Settings, *, floors_n: int, note: s
         resolved.append(url)
     try:
         print(f"floors ({floors_n} samples each) ...", flush=True)
-        floors = await measure_floors_async(resolved, floors_n)
+        floors = await measure_floors_async([u for u in resolved if " " not in u], floors_n)  # mixes: none
         results = []
         for url in resolved:
             print(f"{url} ...", flush=True)

@@ -50,6 +50,7 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from _common import config_for, schemes_of
 from floors import measure_floors_async
 from meshcall_bench import (
     BACKGROUND,
@@ -64,7 +65,6 @@ from meshcall_bench import (
 )
 
 from hotmesh import MeshFlow, workflow
-from hotmesh.config import HotMeshConfig
 
 __all__ = ["Settings", "bench_backend", "count_workflow_round_trips", "run"]
 
@@ -297,7 +297,7 @@ class WorkerProcess:
 
 async def worker_main(url: str, namespace: str, queue: str, concurrency: int) -> None:
     """Entry point of the worker process."""
-    config = HotMeshConfig(url=url, namespace=namespace)
+    config = config_for(url, namespace)
     worker = await MeshFlow.Worker.create(
         connection=config, task_queue=queue, workflow=WORKFLOWS, concurrency=concurrency, activity_concurrency=concurrency
     )
@@ -322,10 +322,11 @@ def _split(delta: Counter[tuple[str, str]], seconds: dict[tuple[str, str], float
 
 async def count_workflow_round_trips(url: str, namespace: str, settings: Settings) -> dict[str, Any]:
     """Provider calls and wire traffic per sequential workflow, split client / worker, per shape."""
-    config = HotMeshConfig(url=url, namespace=namespace)
+    config = config_for(url, namespace)
     client_tally, worker_tally = Tally(), Tally()
     wire = WireCounter()
-    wire.install(urlsplit(url).scheme.lower())
+    for scheme_ in schemes_of(url):
+        wire.install(scheme_)
     opened: list[Any] = []
     connections: list[Any] = []
     out: dict[str, Any] = {"workflows": settings.count_workflows}
@@ -407,7 +408,7 @@ async def _redis_used_memory(url: str) -> int | None:
 
 async def suspended_memory(url: str, namespace: str, settings: Settings, count: int) -> dict[str, Any]:
     """Worker RSS (and store size) before/after ``count`` workflows suspended in wait_for."""
-    config = HotMeshConfig(url=url, namespace=namespace)
+    config = config_for(url, namespace)
     scheme = urlsplit(url).scheme.lower()
     worker = WorkerProcess(url, namespace, QUEUE_MEM, settings.worker_concurrency)
     await worker.start()
@@ -504,7 +505,7 @@ def _median_sets(sets: Sequence[dict[str, Any]]) -> dict[str, Any]:
 async def bench_backend(url: str, settings: Settings, *, log: Callable[[str], None] = print) -> BackendResult:
     namespace = f"hmbench_{uuid.uuid4().hex[:10]}"
     result = BackendResult(url=url, namespace=namespace)
-    config = HotMeshConfig(url=url, namespace=namespace)
+    config = config_for(url, namespace)
     scheme = urlsplit(url).scheme.lower()
     cross = scheme != "memory"
     worker: WorkerProcess | None = None
@@ -593,7 +594,7 @@ async def run(urls: Sequence[str], settings: Settings, *, floors_n: int, note: s
         resolved.append(url)
     try:
         print(f"floors ({floors_n} samples each) ...", flush=True)
-        floors = await measure_floors_async(resolved, floors_n)
+        floors = await measure_floors_async([u for u in resolved if " " not in u], floors_n)  # mixes: none
         results = []
         for url in resolved:
             print(f"{url} ...", flush=True)
