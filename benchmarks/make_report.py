@@ -27,7 +27,7 @@ sys.path.insert(0, str(HERE))
 
 import report as tables  # noqa: E402  (the existing README tables, reused for the detail sections)
 
-PG_LABEL = "postgresql://127.0.0.1:5432/<private db>"
+PG_LABEL = "postgresql://127.0.0.1:5432/<private-db>"
 BACKENDS = ("redis", "postgres", "nats", "sqlite")
 
 
@@ -575,34 +575,38 @@ def build(data: dict[str, Any], plot_dir: Path, plot_rel: str) -> str:
       f"{fmt(med(r_mf.get('p50_wf_one', [])))} ms): a call is {fmt(med(r_mc.get('wire', [])), 1)} wire round trips plus two "
       f"wake-ups in series, a 1-activity workflow {fmt(r_wire, 1)} round trips plus {fmt(med(r_mf.get('waits', [])), 1)} blocked "
       "reads (three tasks, each woken through the stream). On a quiet machine each round trip is ~0.1 ms and each wake-up "
-      "~0.3-0.5 ms, so most of the measured time is queueing for the 2 shared cores. What closes it: fewer round trips in "
-      "series (ack inside the task's last transition, result published by the finish transition, no job read at the top of "
-      "a task whose job came with the message) and less Python per task (next bullet).")
+      "~0.2-0.5 ms, so most of the rest is Python per task on 2 shared cores. Already folded: each task's ack and the "
+      "outcome's announcement ride in its last transition (Store rules 6b, 6c), the first task takes its job from the "
+      "message. What is left: the three wake-ups in series and less Python per task (next bullet); "
+      "`client.workflow.execute` saves the result's job read.")
     w(f"- **Redis throughput** ({fmt(med(r_mc.get('cps', [])))} calls/s, {fmt(med(r_mf.get('wfs_wf_one', [])))} wf/s): CPU-bound. "
       + (f"The worker was {fmt(busy, 0)}% busy in the profile (not waiting on Redis); " if busy is not None else "")
       + "the client, the worker, the Redis server and other users share 2 cores. The profile's top items (socket writes = "
-      "one syscall per command, the transition's JSON + Lua call, the separate ack) are the levers; pipelining the commands "
-      "that leave together and folding the ack remove both syscalls and round trips.")
+      "one syscall per command, redis-py's per-command overhead, the transition's JSON + Lua call) are the levers: "
+      "pipelining the commands that leave a task together, and a leaner client path for the three hot scripts.")
     w(f"- **PostgreSQL** (exec {fmt(med(p_mc.get('p50', [])))} ms, workflow {fmt(med(p_mf.get('p50_wf_one', [])))} ms, "
       f"{fmt(med(p_mf.get('wfs_wf_one', [])))} wf/s): {fmt(p_wire, 1)} statements per workflow"
       + (f", {fmt(pg_commits, 1)} commits counted by the server (which also counts the claiming reads that the wire "
          "count lists apart as blocked reads, and the scheduler's)" if pg_commits is not None else "")
       + ", each write a durable commit (fsync, synchronous_commit=on) and each task woken by NOTIFY → LISTEN "
       f"(floor {fmt((fl.get('postgres') or {}).get('wake'), 2)} ms in this run). What closes it: fewer commits in series per "
-      "task (fold the ack DELETE and pg_notify into the transition's statement), and more than 50 in flight only once the "
-      "server has connections to spare (it is shared, max_connections=100).")
+      "task (the ack DELETE and pg_notify already ride in the transition's statement: what is left is the claiming read "
+      "of each task), and more in flight (the quick run uses 20; the roles of a process now share one pool, so the "
+      "shared server's max_connections=100 allows more).")
     if n_wire and r_wire:
         w(f"- **NATS vs Redis**: {fmt(n_wire, 1)} NATS requests per 1-activity workflow against {fmt(r_wire, 1)} Redis commands: "
-          "every KV transition is a read plus a compare-and-set (2 requests) and every stream read a pull request; a "
-          "single-request create/CAS path and batched pulls would bring it within 1.5×.")
+          "the store starts each compare-and-set from the entry it last saw (one request when it guessed right), but acks "
+          "are requests and the KV write and the stream publish cannot be one atomic operation on NATS 2.9 (no outbox: "
+          "the engine publishes after each transition); atomic batch publish (nats-server 2.12+) could make the store an outbox.")
     over = [f"{b} {fmt(v, 1)}" for b, v in (("redis", r_wire), ("postgres", p_wire), ("nats", n_wire)) if v and v > 12]
     if over:
         w(f"- **≤ 12 round trips** (over: {', '.join(over)}): per task the claim/ack, per workflow the queue-registry read "
-          "and the result publish are the candidates to fold into the transitions (see the README's MeshFlow section).")
+          "where the store cannot fold them: the ack, the follow-up publish and the announcement (NATS).")
     if sq_pts:
-        w(f"- **SQLite from several processes** ({sq_txt}): another process learns of new work only at its next poll "
-          "(50 ms by default) and all processes serialise on one file lock, on 2 cores; a cross-process wake-up "
-          "(e.g. a FIFO or UNIX socket poked after commit) and batching commits per poll would lift it.")
+        w(f"- **SQLite from several processes** ({sq_txt}): processes are woken across the file by UNIX datagram "
+          "sockets, but every write serialises on one file lock and SQLite's default busy handler sleeps 1, 2, 5, 10… ms "
+          "between attempts, on 2 cores; a short-sleep retry around BEGIN IMMEDIATE, one connection per file per process, "
+          "and `synchronous=NORMAL` (an option: no fsync per commit, at the cost of power-loss durability) would lift it.")
     w("")
 
     # ---- MeshCall
