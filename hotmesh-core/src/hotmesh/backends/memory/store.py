@@ -135,7 +135,8 @@ class MemoryStore(MemoryProvider):
             if outbox is not None and t.messages:
                 outbox.append_locked(t.messages)
             acked = outbox is not None and t.ack is not None
-            if outbox is not None and t.ack is not None:
+            if acked:
+                assert outbox is not None and t.ack is not None
                 outbox.ack_locked(t.ack.message.stream, t.ack.group, [t.ack.id])
             read = {k: _copy(fields[k]) for k in t.read if k in fields}
         for topic, payload in t.notify:  # rule 6c: after the change is visible
