@@ -1,7 +1,8 @@
 """A MeshCall worker process for the kit's multi-process tests (not a public API).
 
-Writes one ledger line per callback run (``<pid> <kind> <value>``), fsynced, so the test can
-check how often each call or cron cycle ran across processes.
+Writes one ledger line per callback run (``<pid> call <value>``, ``<pid> tick <monotonic>``),
+fsynced, so the test can check how often and when each call or cron cycle ran across processes.
+``HOTMESH_KIT_CLOCK_SKEW`` skews the process's wall clock (:mod:`hotmesh_conformance._skew`).
 """
 
 from __future__ import annotations
@@ -9,9 +10,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import time
 
 from hotmesh import MeshCall, load_config
 from hotmesh.engine.scheduler import Scheduler
+from hotmesh_conformance._skew import skew_clock_from_env
 
 
 def _append(ledger: str, line: str) -> None:
@@ -41,7 +44,7 @@ async def _main(args: argparse.Namespace) -> None:
         return {"value": value, "pid": os.getpid()}
 
     async def tick() -> None:
-        _append(args.ledger, f"{os.getpid()} tick")
+        _append(args.ledger, f"{os.getpid()} tick {time.monotonic():.6f}")
 
     if args.cron_id:
         started = await MeshCall.cron(
@@ -79,6 +82,7 @@ def main() -> None:
     parser.add_argument("--max-cycles", type=int, default=None)
     parser.add_argument("--timer-lease", type=float, default=None)
     parser.add_argument("--die-holding-timers", action="store_true")
+    skew_clock_from_env()
     asyncio.run(_main(parser.parse_args()))
 
 

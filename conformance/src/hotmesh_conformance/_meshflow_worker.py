@@ -5,20 +5,15 @@ ledger line per run and the store is wrapped so every applied transition is appe
 commit ledger (see :mod:`hotmesh_conformance.ledger`). ``--die-after-dispatch`` is a crash point:
 the process exits right after its first dispatch transition committed, before the task is acked.
 
-``HOTMESH_KIT_CLOCK_SKEW=<seconds>`` skews this process's wall clock (``time.time``,
-``time.time_ns``, ``datetime.now``/``utcnow``/``today``) by that many seconds, as a host whose
-clock is off would be (test T-1); monotonic clocks are left alone.
+``HOTMESH_KIT_CLOCK_SKEW=<seconds>`` skews this process's wall clock (see
+:mod:`hotmesh_conformance._skew`, test T-1).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as _dt
 import os
-import sys
-import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -26,49 +21,7 @@ from hotmesh import Connection, MeshFlow, load_config
 from hotmesh.meshflow.worker import Worker
 from hotmesh.providers import Role, default_registry
 from hotmesh_conformance import _flows, ledger
-
-SKEW_ENV = "HOTMESH_KIT_CLOCK_SKEW"
-
-
-def skew_clock(seconds: float) -> None:
-    """Move this process's wall clock by ``seconds`` (every module's view of it)."""
-    real_time, real_time_ns = time.time, time.time_ns
-    real_datetime: type[_dt.datetime] = _dt.datetime
-    shift = _dt.timedelta(seconds=seconds)
-
-    def skewed_time() -> float:
-        return real_time() + seconds
-
-    def skewed_time_ns() -> int:
-        return real_time_ns() + int(seconds * 1e9)
-
-    class SkewedDatetime(_dt.datetime):
-        @classmethod
-        def now(cls, tz: _dt.tzinfo | None = None) -> Any:
-            return real_datetime.now(tz) + shift
-
-        @classmethod
-        def utcnow(cls) -> Any:
-            return real_datetime.now(_dt.UTC).replace(tzinfo=None) + shift
-
-        @classmethod
-        def today(cls) -> Any:
-            return real_datetime.now() + shift
-
-    time.time, time.time_ns = skewed_time, skewed_time_ns
-    # Modules imported from now on get the skewed class too; compiled ones notice that it is a
-    # (layout-compatible) subclass and say so at import.
-    warnings.filterwarnings("ignore", message="datetime.datetime size changed", category=RuntimeWarning)
-    _dt.datetime = SkewedDatetime  # type: ignore[misc]
-    for module in list(sys.modules.values()):  # names bound by ``from x import y`` before now
-        for name, value in list(getattr(module, "__dict__", {}).items()):
-            replacement = {id(real_time): skewed_time, id(real_time_ns): skewed_time_ns,
-                           id(real_datetime): SkewedDatetime}.get(id(value))  # fmt: skip
-            if replacement is not None and module is not _dt:
-                try:
-                    setattr(module, name, replacement)
-                except (AttributeError, TypeError):
-                    pass
+from hotmesh_conformance._skew import skew_clock_from_env
 
 
 def _die_after_first_dispatch() -> None:
@@ -117,9 +70,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=50, help="tasks and activities at a time")
     parser.add_argument("--timer-lease", type=float, default=None, help="seconds (default: the config's 30)")
     parser.add_argument("--die-after-dispatch", action="store_true")
-    skew = float(os.environ.get(SKEW_ENV) or 0)
-    if skew:
-        skew_clock(skew)
+    skew_clock_from_env()
     asyncio.run(_main(parser.parse_args()))
 
 

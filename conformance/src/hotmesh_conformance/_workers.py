@@ -56,3 +56,43 @@ class FlowWorkers:
                 process.wait()
 
 
+class CallWorkers:
+    """MeshCall worker processes (``_meshcall_worker``) started by a test and stopped after it;
+    each callback run is a line ``<pid> <kind> [<value>]`` of the ledger file."""
+
+    def __init__(self, config: HotMeshConfig, ledger: Path) -> None:
+        self.config = config
+        self.ledger = ledger
+        self.processes: list[subprocess.Popen[str]] = []
+
+    def start(self, topic: str, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        command = [
+            sys.executable, "-m", "hotmesh_conformance._meshcall_worker",
+            "--store", self.config.url_for(Role.STORE), "--stream", self.config.url_for(Role.STREAM),
+            "--sub", self.config.url_for(Role.SUB), "--namespace", self.config.namespace,
+            "--topic", topic, "--ledger", str(self.ledger), *extra,
+        ]  # fmt: skip
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+        self.processes.append(process)
+        return process
+
+    @staticmethod
+    def first_line(process: subprocess.Popen[str]) -> str:
+        assert process.stdout is not None
+        return process.stdout.readline().strip()
+
+    def lines(self) -> list[list[str]]:
+        if not self.ledger.exists():
+            return []
+        return [line.split() for line in self.ledger.read_text().splitlines() if line.strip()]
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

@@ -8,8 +8,8 @@ _SCHEMES = ("nats", "tls")
 _PROVIDERS = {
     Role.STORE: (
         "hotmesh_nats.store:NatsStore",
-        ("store.ttl", "provider.multi_process", "provider.durable"),
-        "JetStream KV, one compare-and-set per transition; expiry kept in the value",
+        ("store.ttl", "store.clock", "provider.multi_process", "provider.durable"),
+        "JetStream KV, one compare-and-set per transition; expiry kept in the value; server clock from JetStream stamps",
     ),
     Role.STREAM: (
         "hotmesh_nats.stream:NatsStream",

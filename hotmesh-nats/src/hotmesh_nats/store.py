@@ -24,11 +24,15 @@ so at most one claimer holds a timer and an old token cannot complete it (rule 1
 
 No atomic outbox (rule 6): a KV write and a stream publish cannot be one JetStream operation on
 2.9, so ``can_publish_to`` is always False and the engine publishes after commit.
+
+Clock (rule 18, ``store.clock``): due times, leases and expiries are judged by the server's wall
+clock, read from the stamp JetStream puts on a message stored under the bucket's ``clock`` key
+(see :mod:`hotmesh_nats._clock`), so hosts whose clocks disagree still agree on when a timer is
+due.
 """
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -66,6 +70,7 @@ from hotmesh.providers import (
     loads,
 )
 from hotmesh_nats._base import NatsProvider
+from hotmesh_nats._clock import ServerClock
 from hotmesh_nats._names import key as kv_key
 
 R = TypeVar("R")
@@ -81,6 +86,8 @@ _RECENT_ENTRIES = 4096
 _RECENT_MAX_BYTES = 64 * 1024
 """Larger values are not remembered (a long history would cost more memory than it saves)."""
 _SCAN_BATCH = 1000
+_CLOCK_KEY = "clock"
+"""The bucket key whose messages carry the server's time stamps (no other key lacks a dot)."""
 _CAS_SERIALIZED = (2, 9, 21)
 """First nats-server whose clustered streams check the expected revision inside the Raft
 proposal (nats-io/nats-server#4320)."""
@@ -106,12 +113,12 @@ def _msg_in(data: Any) -> Message:
     return Message(stream=data["s"], body=data["b"], headers=data["h"])
 
 
-def _expires_at(delta: timedelta | None) -> float | None:
-    return None if delta is None else time.time() + delta.total_seconds()
+def _expires_at(delta: timedelta | None, now: float) -> float | None:
+    return None if delta is None else now + delta.total_seconds()
 
 
-def _live(expires: Any) -> bool:
-    return expires is None or float(expires) > time.time()
+def _live(expires: Any, now: float) -> bool:
+    return expires is None or float(expires) > now
 
 
 def _waiter_key(job_id: str, step: str) -> str:
@@ -122,13 +129,16 @@ class NatsStore(NatsProvider):
     """Store provider on JetStream KV (see the module docstring for the layout)."""
 
     role = "store"
-    declared = frozenset({Capability.STORE_TTL, Capability.MULTI_PROCESS, Capability.DURABLE})
+    declared = frozenset(
+        {Capability.STORE_TTL, Capability.STORE_CLOCK, Capability.MULTI_PROCESS, Capability.DURABLE}
+    )
 
     def __init__(self, url: str, *, namespace: str, options: Any) -> None:
         super().__init__(url, namespace=namespace, options=options)
         self._bucket = f"hotmesh_{self.namespace}"
         self._kv: KeyValue | None = None
         self._recent: OrderedDict[str, tuple[int, bytes]] = OrderedDict()
+        self._clock = ServerClock(self._server_stamp)
 
     async def _opened(self) -> None:
         """Refuse replicated buckets on servers whose compare-and-set is not serialized."""
@@ -172,6 +182,23 @@ class NatsStore(NatsProvider):
                     # overlap with an existing stream"): use theirs.
                     self._kv = await self.js.key_value(self._bucket)
         return self._kv
+
+    async def _server_stamp(self) -> datetime:
+        """Store an empty message under the clock key and return the server's stamp on the
+        newest one: ours, or one stored by another process after ours and before this read,
+        which was stamped inside the same request window (so ServerClock's error bound holds)."""
+        kv = await self._bucket_kv()
+        async with self.errors("read the server clock"):
+            await kv.put(_CLOCK_KEY, b"")
+            stored = await self.js.get_msg(f"KV_{self._bucket}", subject=f"$KV.{self._bucket}.{_CLOCK_KEY}")
+        if stored.time is None:
+            raise ProviderError(f"nats store: {self.display_url} returned a message without its time stamp")
+        return stored.time
+
+    async def _now(self) -> float:
+        """The server's time, epoch seconds (no request unless the clock's anchor is stale)."""
+        await self._bucket_kv()  # opened first: a reading times only its own two requests
+        return await self._clock.now()
 
     async def _get(self, key: str) -> tuple[Any, int | None]:
         """(decoded value or None, revision or None)."""
@@ -284,10 +311,11 @@ class NatsStore(NatsProvider):
     async def create_job(self, job: NewJob, /, *, stream: Stream | None = None) -> CreateResult:
         """Create if absent or expired (Store rules 1, 8)."""
         fields = {k: _copy(v) for k, v in job.fields.items()}
-        record = {"f": fields, "s": {}, "x": _expires_at(job.expire)}
+        now = await self._now()
+        record = {"f": fields, "s": {}, "x": _expires_at(job.expire, now)}
 
         def change(cur: Any) -> tuple[Any, bool]:
-            if cur is not None and _live(cur.get("x")):
+            if cur is not None and _live(cur.get("x"), now):
                 return _KEEP, False
             return record, True
 
@@ -303,9 +331,10 @@ class NatsStore(NatsProvider):
         required = {k: _copy(v) for k, v in t.require.items()}
         recorded = [_msg_out(m) for m in t.messages]
         dumps(recorded, "transition.messages")
+        now = await self._now()
 
         def change(cur: Any) -> tuple[Any, TransitionResult]:
-            if cur is None or not _live(cur.get("x")):
+            if cur is None or not _live(cur.get("x"), now):
                 return _KEEP, TransitionResult(status=TransitionStatus.REJECTED)
             fields: dict[str, JSONValue] = cur["f"]
             if t.step in cur["s"]:
@@ -327,7 +356,7 @@ class NatsStore(NatsProvider):
                 fields.pop(name, None)
             cur["s"][t.step] = recorded
             if t.expire is not None:
-                cur["x"] = _expires_at(t.expire)
+                cur["x"] = _expires_at(t.expire, now)
             result = TransitionResult(
                 status=TransitionStatus.APPLIED,
                 fields={k: _copy(fields[k]) for k in t.read if k in fields},
@@ -342,7 +371,7 @@ class NatsStore(NatsProvider):
     ) -> dict[str, JSONValue] | None:
         """Rule 7; an expired job is absent (rule 8)."""
         cur, _ = await self._get(kv_key("j", job_id))
-        if cur is None or not _live(cur.get("x")):
+        if cur is None or not _live(cur.get("x"), await self._now()):
             return None
         stored: dict[str, JSONValue] = cur["f"]
         names = list(stored) if fields is None else [f for f in fields if f in stored]
@@ -350,9 +379,10 @@ class NatsStore(NatsProvider):
 
     async def delete_job(self, job_id: str, /) -> bool:
         """Delete the job entry (fields and step records together)."""
+        now = await self._now()
         return await self._mutate(
             kv_key("j", job_id),
-            lambda cur: (_DELETE, cur is not None and _live(cur.get("x"))),
+            lambda cur: (_DELETE, cur is not None and _live(cur.get("x"), now)),
         )
 
     # ---------------------------------------------------------------- timers
@@ -421,7 +451,7 @@ class NatsStore(NatsProvider):
         if limit <= 0:
             return []
         kv = await self._bucket_kv()
-        now = time.time()
+        now = await self._now()
         due = sorted(
             (
                 (rec["e"], rec["i"], key, rev, rec)
@@ -435,7 +465,7 @@ class NatsStore(NatsProvider):
             if len(claimed) >= limit:
                 break
             token = uuid.uuid4().hex
-            updated = dict(rec, l=time.time() + lease.total_seconds(), k=token)
+            updated = dict(rec, l=await self._now() + lease.total_seconds(), k=token)
             try:
                 async with self.errors("claim timer"):
                     await kv.update(key, dumps(updated).encode(), last=rev)
@@ -448,9 +478,10 @@ class NatsStore(NatsProvider):
 
     async def complete_timer(self, claimed: ClaimedTimer, /) -> bool:
         """Rule 10: fenced by token and unexpired lease."""
+        now = await self._now()
 
         def change(cur: Any) -> tuple[Any, bool]:
-            if cur is None or cur["k"] != claimed.token or cur["l"] <= time.time():
+            if cur is None or cur["k"] != claimed.token or cur["l"] <= now:
                 return _KEEP, False
             return _DELETE, True
 
@@ -464,7 +495,7 @@ class NatsStore(NatsProvider):
 
     async def next_timer_due(self) -> datetime | None:
         """Rule 12 (a scan: O(timers))."""
-        now = time.time()
+        now = await self._now()
         dues = [_timer(rec).due for _, _, rec in await self._scan_timers() if rec["l"] <= now]
         return min(dues) if dues else None
 
@@ -536,7 +567,7 @@ class NatsStore(NatsProvider):
     # ---------------------------------------------------------------- cache
     async def set_cached(self, key: str, value: JSONValue, /, *, ttl: timedelta | None) -> None:
         """Rule 17 (last writer wins: a plain put)."""
-        data = dumps({"v": value, "x": _expires_at(ttl)}, "value").encode()
+        data = dumps({"v": value, "x": _expires_at(ttl, await self._now())}, "value").encode()
         kv = await self._bucket_kv()
         async with self.errors("set_cached"):
             await kv.put(kv_key("c", key), data)
@@ -544,21 +575,22 @@ class NatsStore(NatsProvider):
     async def get_cached(self, key: str, /) -> tuple[bool, JSONValue]:
         """Rule 17; an expired value is absent."""
         cur, _ = await self._get(kv_key("c", key))
-        if cur is None or not _live(cur.get("x")):
+        if cur is None or not _live(cur.get("x"), await self._now()):
             return (False, None)
         value: JSONValue = cur["v"]
         return (True, value)
 
     async def delete_cached(self, key: str, /) -> bool:
         """Rule 17."""
+        now = await self._now()
         return await self._mutate(
             kv_key("c", key),
-            lambda cur: (_DELETE, cur is not None and _live(cur.get("x"))),
+            lambda cur: (_DELETE, cur is not None and _live(cur.get("x"), now)),
         )
 
     async def now(self) -> datetime:
-        """Rule 18: this host's clock (STORE_CLOCK not declared)."""
-        return datetime.now(UTC)
+        """Rule 18: the NATS server's clock (STORE_CLOCK), see :mod:`hotmesh_nats._clock`."""
+        return datetime.fromtimestamp(await self._now(), UTC)
 
     # ---------------------------------------------------------------- namespace
     async def purge(self) -> None:
@@ -579,7 +611,7 @@ class NatsStore(NatsProvider):
         self._kv = None
 
     async def is_empty(self) -> bool:
-        """No bucket, or a bucket without live keys."""
+        """No bucket, or a bucket without live keys (the clock key holds no state)."""
         _ = self.nc
         async with self.errors("is_empty"):
             try:
@@ -587,10 +619,10 @@ class NatsStore(NatsProvider):
             except (BucketNotFoundError, NotFoundError):
                 return True
             try:
-                await kv.keys()
+                keys = await kv.keys()
             except NoKeysError:
                 return True
-        return False
+        return all(name == _CLOCK_KEY for name in keys)
 
 
 def _empty_signal() -> dict[str, Any]:

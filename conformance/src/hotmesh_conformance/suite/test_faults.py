@@ -29,10 +29,10 @@ from hotmesh import Connection, MeshFlow, errors, load_config
 from hotmesh.config import HotMeshConfig
 from hotmesh.engine.crashpoints import CRASHPOINTS
 from hotmesh.meshflow import _records as rec
-from hotmesh.providers import Capability, Role
+from hotmesh.providers import Capability, Message, Role, Timer
 from hotmesh_conformance import _flows
-from hotmesh_conformance._meshflow_worker import SKEW_ENV
-from hotmesh_conformance._workers import QUEUE, FlowWorkers
+from hotmesh_conformance._skew import SKEW_ENV
+from hotmesh_conformance._workers import QUEUE, CallWorkers, FlowWorkers
 from hotmesh_conformance.faults import AmbiguousCommitStore, DuplicatingStream
 from hotmesh_conformance.ledger import (
     LEDGER_ENV,
@@ -280,22 +280,28 @@ async def _histories_reach(handles: list[Any], calls: int, timeout: float = 30.0
             await asyncio.sleep(0.05)
 
 
+@pytest.fixture
+def store_clock(roles: dict[Role, Any]) -> None:
+    """T-1 runs where the store declares STORE_CLOCK (its streams are then judged by a server too)."""
+    store = roles[Role.STORE]
+    if Capability.STORE_CLOCK not in store.capabilities:
+        pytest.skip(
+            f"{store.name} declares no {Capability.STORE_CLOCK.value}: due times, leases and firing follow"
+            " the host's clock. That is one clock for every process of a file or in-process backend; across"
+            " hosts it needs clocks that agree (NTP), and a skewed worker would fire timers early by its"
+            " skew (docs/promises.md, C4)"
+        )
+
+
 async def test_worker_clocks_skewed_30s_either_way_never_fire_a_timer_early(
-    fault_config: HotMeshConfig, multi_process: None, fault_workers: FlowWorkers, roles: dict[Role, Any],
-    figures: Figures,
+    fault_config: HotMeshConfig, multi_process: None, store_clock: None, fault_workers: FlowWorkers,
+    roles: dict[Role, Any], figures: Figures,
 ) -> None:  # fmt: skip
     """T-1 (C4): sleeps dispatched by a worker whose wall clock runs 30 s behind are fired by one
     whose clock runs 30 s ahead, and the other way round; none fires early, as measured on the
     host's monotonic clock, because due times and firing follow the store's clock. Runs where
     the store declares STORE_CLOCK; elsewhere timers follow each host's clock and HotMesh
     requires hosts whose clocks agree (NTP): docs/promises.md, C4."""
-    store = roles[Role.STORE]
-    if Capability.STORE_CLOCK not in store.capabilities:
-        pytest.skip(
-            f"{store.name} declares no {Capability.STORE_CLOCK.value}: due times and firing follow each"
-            " host's clock, so this backend requires hosts whose clocks agree (NTP); a skewed worker"
-            " would fire timers early by its skew, and nothing else is promised (docs/promises.md, C4)"
-        )
     client = MeshFlow.Client(connection=fault_config)
 
     def shape(i: int) -> list[Any]:
@@ -335,6 +341,104 @@ async def test_worker_clocks_skewed_30s_either_way_never_fire_a_timer_early(
     for handle, _ in started:
         gap = min(runs[(handle.workflow_id, 3)]) - min(runs[(handle.workflow_id, 1)])
         assert gap >= SKEW_SLEEP - 0.02, f"{handle.workflow_id}: a {SKEW_SLEEP:g} s sleep ended after {gap:.3f} s"
+
+
+LEASE = 3.0
+"""Seconds of the leases T-1 takes over (a timer claim, a stream delivery's visibility)."""
+
+
+def _lease_probe(config: HotMeshConfig, what: str, topic: str, skew: str) -> subprocess.Popen[str]:
+    command = [
+        sys.executable, "-m", "hotmesh_conformance._lease_probe", what,
+        "--store", config.url_for(Role.STORE), "--stream", config.url_for(Role.STREAM),
+        "--namespace", config.namespace, "--topic", topic, "--lease", str(LEASE),
+    ]  # fmt: skip
+    return subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env={**os.environ, SKEW_ENV: skew}
+    )
+
+
+async def _lease_taken(probe: subprocess.Popen[str]) -> tuple[str, int, float]:
+    """(id, delivery count, monotonic time) of what the probe took before dying with it."""
+    out, _ = await asyncio.to_thread(probe.communicate, "go\n", 150)
+    fields = out.split()
+    assert probe.returncode == 0 and len(fields) == 4, f"the lease probe ended with {out!r}"
+    return fields[1], int(fields[2]), float(fields[3])
+
+
+async def test_worker_clocks_skewed_30s_either_way_never_take_over_a_lease_early(
+    fault_config: HotMeshConfig, multi_process: None, store_clock: None, roles: dict[Role, Any],
+    figures: Figures,
+) -> None:  # fmt: skip
+    """T-1 (C4, C8): a process whose wall clock runs 30 s behind claims a due timer and reads a
+    stream message, each with a 3 s lease, and dies holding them; a process whose clock runs 30 s
+    ahead takes each over no sooner than 3 s later, and soon after (then the other way round).
+    Leases are judged by the store's and the stream server's clock: judged by each host's clock,
+    the ahead process would take the behind one's lease at once and the behind one would wait
+    over a minute for the ahead one's."""
+    store, stream = roles[Role.STORE], roles[Role.STREAM]
+    topic = f"kit.lease.{uuid.uuid4().hex[:8]}"
+    for holder, taker in (("-30", "30"), ("30", "-30")):
+        timer_id = f"lease-{uuid.uuid4().hex[:8]}"
+        await store.add_timer(Timer(timer_id, await store.now(), Message(stream=topic, body={}, headers={})))
+        (message_id,) = await stream.publish([Message(stream=topic, body={"holder": holder}, headers={})])
+        for what, expected in (("timer", timer_id), ("delivery", message_id)):
+            # Both processes start now; the taker begins only once the holder holds the lease
+            # (it waits for a line on stdin), so its start-up time is not part of the measure.
+            first, second = _lease_probe(fault_config, what, topic, holder), _lease_probe(fault_config, what, topic, taker)
+            held_id, held_count, held_at = await _lease_taken(first)
+            taken_id, taken_count, taken_at = await _lease_taken(second)
+            figures.faults += 1
+            assert held_id == taken_id == expected, (what, held_id, taken_id, expected)
+            if what == "delivery":
+                assert taken_count == held_count + 1, f"delivery counts {held_count} then {taken_count}"
+            held = taken_at - held_at
+            if held < LEASE - 0.05:
+                figures.problems.append(f"{what} lease of {LEASE:g} s taken over after {held:.3f} s ({holder} s -> {taker} s)")
+            elif held > LEASE + 10:
+                figures.problems.append(f"{what} lease of {LEASE:g} s taken over only after {held:.3f} s ({holder} s -> {taker} s)")
+            else:
+                figures.recovery_worker_kill.append(held)
+        assert await store.cancel_timer(timer_id)
+        assert await stream.ack(topic, "probe", [message_id]) == 1
+    finish(figures)
+
+
+async def test_worker_clocks_skewed_30s_either_way_run_each_cron_cycle_once_never_early(
+    fault_config: HotMeshConfig, multi_process: None, store_clock: None, figures: Figures, tmp_path: Path,
+) -> None:  # fmt: skip
+    """T-1 (C4): two processes serve one MeshCall cron (1 s interval, 6 cycles), one with its wall
+    clock 30 s behind, the other 30 s ahead. Each cycle runs once and none early: on the host's
+    monotonic clock every tick follows the one before by at least the interval, because each
+    next cycle is due at the store's clock plus the interval, whichever process computed it."""
+    workers = CallWorkers(fault_config, tmp_path / "calls.txt")
+    cron = ("--cron-id", "skew", "--interval", "1", "--max-cycles", "6")
+    try:
+        behind = workers.start("kit.skewcron", *cron, env={SKEW_ENV: "-30"})
+        ahead = workers.start("kit.skewcron", *cron, env={SKEW_ENV: "30"})
+        answers = sorted(await asyncio.gather(*(asyncio.to_thread(workers.first_line, p) for p in (behind, ahead))))
+        assert answers == ["started False", "started True"]
+
+        def ticks() -> list[list[str]]:
+            return [line for line in workers.lines() if line[1] == "tick"]
+
+        deadline = time.monotonic() + 60
+        while len(ticks()) < 6:
+            assert time.monotonic() < deadline, f"only {len(ticks())} of 6 cron cycles ran in 60 s"
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(2.0)  # a seventh cycle, or a cycle run twice, would show up by now
+    finally:
+        workers.stop()
+    figures.faults += 2
+    stamps = sorted(float(line[2]) for line in ticks())
+    if len(stamps) != 6:
+        figures.problems.append(f"{len(stamps)} cron ticks for 6 cycles")
+    gaps = [later - earlier for earlier, later in zip(stamps, stamps[1:], strict=False)]
+    if gaps and min(gaps) < 1.0 - 0.05:
+        figures.problems.append(f"a cron cycle ran {min(gaps):.3f} s after the one before (interval 1 s)")
+    print(f"T-1 cron: ticks by {sorted(collections.Counter(line[0] for line in ticks()).values())} processes;"
+          f" gaps {', '.join(f'{g:.2f}' for g in gaps)} s")  # fmt: skip
+    finish(figures)
 
 
 # -- T-3: many timers, a worker killed mid-run ---------------------------------------------------

@@ -10,8 +10,6 @@ import asyncio
 import collections
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -22,6 +20,7 @@ import pytest
 from hotmesh import MeshCall, errors, load_config
 from hotmesh.config import HotMeshConfig
 from hotmesh.providers import Capability, Role
+from hotmesh_conformance._workers import CallWorkers
 
 pytestmark = pytest.mark.anyio
 
@@ -52,50 +51,9 @@ async def multi_process(make_provider: Any) -> None:
             pytest.skip(f"{provider.name} does not declare {Capability.MULTI_PROCESS}: one process only")
 
 
-class Workers:
-    """Worker processes started by a test and stopped (killed if need be) after it."""
-
-    def __init__(self, config: HotMeshConfig, ledger: Path) -> None:
-        self.config = config
-        self.ledger = ledger
-        self.processes: list[subprocess.Popen[str]] = []
-
-    def start(self, topic: str, *extra: str) -> subprocess.Popen[str]:
-        command = [
-            sys.executable, "-m", "hotmesh_conformance._meshcall_worker",
-            "--store", self.config.url_for(Role.STORE), "--stream", self.config.url_for(Role.STREAM),
-            "--sub", self.config.url_for(Role.SUB), "--namespace", self.config.namespace,
-            "--topic", topic, "--ledger", str(self.ledger), *extra,
-        ]  # fmt: skip
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-        self.processes.append(process)
-        return process
-
-    @staticmethod
-    def first_line(process: subprocess.Popen[str]) -> str:
-        assert process.stdout is not None
-        return process.stdout.readline().strip()
-
-    def lines(self) -> list[list[str]]:
-        if not self.ledger.exists():
-            return []
-        return [line.split() for line in self.ledger.read_text().splitlines() if line.strip()]
-
-    def stop(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in self.processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
 @pytest.fixture
-def workers(mesh: HotMeshConfig, tmp_path: Path) -> Iterator[Workers]:
-    group = Workers(mesh, tmp_path / "ledger.txt")
+def workers(mesh: HotMeshConfig, tmp_path: Path) -> Iterator[CallWorkers]:
+    group = CallWorkers(mesh, tmp_path / "ledger.txt")
     yield group
     group.stop()
 
@@ -183,7 +141,7 @@ async def test_serialization_error_names_the_path(mesh: HotMeshConfig) -> None:
     assert "args[1]['when']" in str(info.value)
 
 
-async def test_two_workers_serve_each_call_once(mesh: HotMeshConfig, multi_process: None, workers: Workers) -> None:
+async def test_two_workers_serve_each_call_once(mesh: HotMeshConfig, multi_process: None, workers: CallWorkers) -> None:
     """MeshCall multi-process: two worker processes share a topic; each call is served once."""
     for _ in range(2):
         assert workers.first_line(workers.start("kit.shared")) == "ready"
@@ -194,7 +152,7 @@ async def test_two_workers_serve_each_call_once(mesh: HotMeshConfig, multi_proce
 
 
 async def test_cron_with_the_same_id_from_two_processes_runs_once_per_cycle(
-    mesh: HotMeshConfig, multi_process: None, workers: Workers
+    mesh: HotMeshConfig, multi_process: None, workers: CallWorkers
 ) -> None:
     """MeshCall cron: started from two processes with one id -> one True, one False; one tick per cycle."""
     first = workers.start("kit.cron", "--cron-id", "c1", "--interval", "0.5", "--max-cycles", "4")
@@ -209,7 +167,7 @@ async def test_cron_with_the_same_id_from_two_processes_runs_once_per_cycle(
     assert len(ticks) == 4, f"expected 4 cycles once each, got {len(ticks)}"
 
 
-async def test_worker_killed_mid_call_is_redelivered(mesh: HotMeshConfig, multi_process: None, workers: Workers) -> None:
+async def test_worker_killed_mid_call_is_redelivered(mesh: HotMeshConfig, multi_process: None, workers: CallWorkers) -> None:
     """MeshCall crash: SIGKILL the worker running a call -> another worker takes it; caller gets the result."""
     doomed = workers.start("kit.kill", "--hang-on", "13", "--visibility", "2")
     assert workers.first_line(doomed) == "ready"
@@ -229,7 +187,7 @@ async def test_worker_killed_mid_call_is_redelivered(mesh: HotMeshConfig, multi_
 
 
 async def test_engine_killed_holding_a_due_timer_another_fires_it_once(
-    mesh: HotMeshConfig, multi_process: None, workers: Workers
+    mesh: HotMeshConfig, multi_process: None, workers: CallWorkers
 ) -> None:
     """Scheduler crash: an engine dies between claiming a due timer and firing it -> another
     engine fires it after the lease (Store rule 10), and the cycle runs once."""
