@@ -20,7 +20,7 @@ import pytest
 from nats_servers import SERVER, PrivateServer
 
 from hotmesh_conformance.ledger import Figures
-from hotmesh_conformance.serverfaults import pause, run_through
+from hotmesh_conformance.serverfaults import alternate, pause, run_through
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(180)]
 FAST_RECONNECT = {"reconnect_time_wait": 0.2, "request_timeout": 3.0}
@@ -39,8 +39,8 @@ def server(tmp_path: Path) -> Iterator[PrivateServer]:
 
 
 async def test_server_paused_then_killed_mid_workflows_each_completes_once(server: PrivateServer, tmp_path: Path) -> None:
-    """SIGSTOP nats-server 3 s, SIGCONT; later SIGKILL it and start it on the same store: 60
-    workflows complete once each, nothing lost, nothing duplicated, nothing pending."""
+    """SIGSTOP nats-server 3 s, SIGCONT, then SIGKILL it and start it on the same store: 60
+    workflows complete once each, nothing lost, nothing duplicated, nothing pending. Three rounds of both (serverfaults.ROUNDS)."""
     await server.wait_ready()
 
     def pids() -> list[int]:
@@ -60,7 +60,7 @@ async def test_server_paused_then_killed_mid_workflows_each_completes_once(serve
     figures = Figures("server_paused_then_killed", "nats")
     options = {role: FAST_RECONNECT for role in ("store", "stream", "sub")}
     await run_through(
-        server.url, "partition", tmp_path / "ledger.txt", [("partition", partition), ("restart", restart)], figures,
+        server.url, "partition", tmp_path / "ledger.txt", alternate(partition, restart), figures,
         options=options,
     )  # fmt: skip
     assert figures.lost == 0 and figures.duplicates == 0

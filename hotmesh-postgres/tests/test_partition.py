@@ -20,7 +20,7 @@ import private_pg
 import pytest
 
 from hotmesh_conformance.ledger import Figures
-from hotmesh_conformance.serverfaults import children_of, pause, run_through
+from hotmesh_conformance.serverfaults import alternate, children_of, pause, run_through
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(180)]
 
@@ -48,8 +48,8 @@ def _postmaster(server: private_pg.PrivateServer) -> int:
 async def test_server_paused_then_crashed_mid_workflows_each_completes_once(
     server: private_pg.PrivateServer, tmp_path: Path
 ) -> None:
-    """SIGSTOP the postmaster and its backends 3 s, SIGCONT; later crash and restart the server:
-    60 workflows complete once each, nothing lost, nothing duplicated, nothing pending."""
+    """SIGSTOP the postmaster and its backends 3 s, SIGCONT, then crash and restart the server:
+    60 workflows complete once each, nothing lost, nothing duplicated, nothing pending. Three rounds of both (serverfaults.ROUNDS)."""
 
     def pids() -> list[int]:
         postmaster = _postmaster(server)
@@ -64,6 +64,6 @@ async def test_server_paused_then_crashed_mid_workflows_each_completes_once(
 
     figures = Figures("server_paused_then_crashed", "postgresql")
     await run_through(
-        server.url, "partition", tmp_path / "ledger.txt", [("partition", partition), ("restart", restart)], figures
+        server.url, "partition", tmp_path / "ledger.txt", alternate(partition, restart), figures
     )
     assert figures.lost == 0 and figures.duplicates == 0

@@ -27,11 +27,22 @@ from hotmesh_conformance import _flows
 from hotmesh_conformance._workers import QUEUE, FlowWorkers
 from hotmesh_conformance.ledger import Figures, check
 
-__all__ = ["Fault", "children_of", "pause", "run_through"]
+__all__ = ["Fault", "alternate", "children_of", "pause", "run_through"]
 
 Fault = tuple[str, Callable[[], Awaitable[float]]]
 """``(kind, inject)``: ``kind`` is ``"restart"`` or ``"partition"``; ``inject()`` does it and
 returns the ``time.monotonic()`` moment the server serves again (recovery is measured from it)."""
+
+
+ROUNDS = 3
+"""How often each server fault is injected in one run: the report's recovery medians need more
+than one measure per backend."""
+
+
+def alternate(partition: Callable[[], Awaitable[float]], restart: Callable[[], Awaitable[float]],
+              *, rounds: int = ROUNDS) -> list[Fault]:  # fmt: skip
+    """A pause, then a restart, ``rounds`` times over (the faults of a backend's partition test)."""
+    return [("partition", partition), ("restart", restart)] * rounds
 
 
 def children_of(pid: int) -> list[int]:
