@@ -60,6 +60,21 @@ async def slow(seconds: float, marker: str) -> str:
     return marker
 
 
+async def nap(x: int, milliseconds: int) -> int:
+    """Runs ``milliseconds`` before returning ``2x+1`` (W-1: long enough to be killed mid-way)."""
+    info = activity_info()
+    _ledger("nap", info.idempotency_key, info.attempt)
+    await asyncio.sleep(milliseconds / 1000)
+    return 2 * x + 1
+
+
+async def crash_worker(x: int) -> int:
+    """Kills the process running it, every time: a poison message (catalogue M-3)."""
+    info = activity_info()
+    _ledger("crash_worker", info.idempotency_key, info.attempt)
+    os._exit(77)
+
+
 async def echo_value(value: Any) -> Any:
     """Returns its argument (payload round trips through an activity)."""
     info = activity_info()
@@ -68,7 +83,7 @@ async def echo_value(value: Any) -> Any:
 
 
 acts = workflow.proxy_activities(
-    [double, flaky, always_fails, fatal, slow, echo_value],
+    [double, flaky, always_fails, fatal, slow, echo_value, nap, crash_worker],
     retry=RetryPolicy(
         max_attempts=4,
         initial_interval=timedelta(milliseconds=50),
@@ -88,6 +103,8 @@ async def run_shape(shape: list[Any]) -> list[Any]:
             out.append(await acts.double(step[1]))
         elif kind == "flaky":
             out.append(await acts.flaky(step[1], step[2]))
+        elif kind == "nap":
+            out.append(await acts.nap(step[1], step[2]))
         elif kind == "gather":
             out.append(list(await asyncio.gather(*(acts.double(x) for x in step[1]))))
         elif kind == "sleep":
@@ -108,7 +125,7 @@ def evaluate(shape: list[Any], signals: dict[str, Any]) -> list[Any]:
     out: list[Any] = []
     for step in shape:
         kind = step[0]
-        if kind in ("act", "flaky"):
+        if kind in ("act", "flaky", "nap"):
             out.append(2 * step[1] + 1)
         elif kind == "gather":
             out.append([2 * x + 1 for x in step[1]])
@@ -146,6 +163,11 @@ async def one_slow_call(seconds: float) -> str:
     first = await acts.slow(seconds, "slow-done")
     second = await acts.double(20)
     return f"{first}:{second}"
+
+
+async def poisoned() -> int:
+    """One activity that kills every worker that runs it (catalogue M-3)."""
+    return await acts.crash_worker(1)
 
 
 async def sleeper(seconds: float) -> float:
@@ -226,5 +248,5 @@ async def parent_of_starter(child_id: str) -> str:
 
 ALL = [
     run_shape, one_slow_call, sleeper, sleep_until, waiter, failing, fatal_flow, counter, uses_asyncio_sleep,
-    opens_a_file, deterministic, changing, signals_emitter, parent_of_starter, echo,
+    opens_a_file, deterministic, changing, signals_emitter, parent_of_starter, echo, poisoned,
 ]  # fmt: skip

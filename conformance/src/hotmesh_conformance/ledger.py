@@ -34,7 +34,7 @@ import collections
 import json
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -235,9 +235,14 @@ async def check(
     restarts: Sequence[float] = (),
     partitions: Sequence[float] = (),
     injected: Callable[[], int] | None = None,
+    failing: Sequence[tuple[Any, str]] = (),
 ) -> Figures:
     """Assert the promises for ``started`` = ``[(handle, expected result), ...]`` and fill in
     ``figures`` (reported, then asserted: a failing run is in the report too).
+
+    ``failing`` = ``[(handle, text), ...]`` are workflows that must fail (C6): each must end in
+    ``WorkflowFailed`` whose message contains ``text``; their activity runs count as recorded
+    calls, and dead letters of theirs are expected rather than left over.
 
     ``store`` and ``stream`` are providers of the test's namespace (unwrapped); ``queue`` is the
     task queue the workflows ran on. ``calls[i]``, when given, is the number of durable calls the
@@ -264,6 +269,15 @@ async def check(
 
     results = await asyncio.gather(*(outcome(h) for h, _ in started))
     calls_made: set[tuple[str, int]] = set()  # (workflow id, seq) of every activity call
+    for handle, text in failing:
+        figures.workflows += 1
+        failure = await outcome(handle)
+        if not isinstance(failure, WorkflowFailed) or text not in str(failure):
+            figures.lost += 1
+            problems.append(f"{handle.workflow_id}: outcome {failure!r}, expected a failure naming {text!r}")
+        for event in await _patiently(handle.history, deadline):
+            if event["type"] == "activity":
+                calls_made.add((handle.workflow_id, int(event["seq"])))
     pending: list[tuple[str, list[Any]]] = []  # (workflow id, events) still to inspect
     for i, ((handle, expected), result) in enumerate(zip(started, results, strict=True)):
         if isinstance(result, Exception) or (expected is not _UNSET and result != expected):
@@ -328,7 +342,10 @@ async def check(
     figures.activity_calls += len(calls_made)
     figures.activity_runs += sum(ran.values())
     figures.reruns += sum(n - 1 for n in ran.values())
-    await check_nothing_pending(store, stream, queue, figures, settle=min(settle, max(1.0, deadline - time.monotonic())))
+    await check_nothing_pending(
+        store, stream, queue, figures, settle=min(settle, max(1.0, deadline - time.monotonic())),
+        dead_letters_of={h.workflow_id for h, _ in failing},
+    )  # fmt: skip
     if injected is not None:
         figures.faults += injected()
     return finish(figures)
@@ -343,13 +360,17 @@ def check_commits(ledger: Ledger, figures: Figures) -> None:
         figures.problems.append(f"transitions applied more than once: {dict(list(doubled.items())[:10])}")
 
 
-async def check_nothing_pending(store: Any, stream: Any, queue: str, figures: Figures, *, settle: float = 20.0) -> None:
+async def check_nothing_pending(
+    store: Any, stream: Any, queue: str, figures: Figures, *, settle: float = 20.0,
+    dead_letters_of: Collection[str] = (),
+) -> None:  # fmt: skip
     """Nothing pending (C4, C6, C8): no backlog or dead letter on the queue's workflow and activity
-    streams, no timer waiting and no due timer left claimable. The last acks follow the result
-    announcement, so this waits up to ``settle`` seconds for quiescence."""
+    streams (but those of the workflows in ``dead_letters_of``), no timer waiting and no due timer
+    left claimable. The last acks follow the result announcement, so this waits up to ``settle``
+    seconds for quiescence."""
     from hotmesh.meshflow import _records as rec
 
-    leftovers = await _leftovers(store, stream, queue, rec, time.monotonic() + settle)
+    leftovers = await _leftovers(store, stream, queue, rec, time.monotonic() + settle, set(dead_letters_of))
     if not leftovers:
         # A due timer that some claim still hides (a lease held by a dead process) is invisible
         # to next_timer_due(); once its lease has run out, a claim finds it. The run is over, so
@@ -381,7 +402,9 @@ def _child_id(event: dict[str, Any]) -> str | None:
     return None
 
 
-async def _leftovers(store: Any, stream: Any, queue: str, rec: Any, until: float) -> dict[str, Any]:
+async def _leftovers(
+    store: Any, stream: Any, queue: str, rec: Any, until: float, expected_dead: Collection[str] = ()
+) -> dict[str, Any]:
     while True:
         found: dict[str, Any] = {}
         try:
@@ -389,7 +412,10 @@ async def _leftovers(store: Any, stream: Any, queue: str, rec: Any, until: float
                 backlog = await stream.backlog(name, rec.GROUP)
                 if backlog:
                     found[f"{name} backlog"] = backlog
-                dead = await stream.dead_letters(name, rec.GROUP)
+                dead = [
+                    d for d in await stream.dead_letters(name, rec.GROUP)
+                    if d.message.body.get("workflow_id") not in expected_dead
+                ]  # fmt: skip
                 if dead:
                     found[f"{name} dead letters"] = [d.error for d in dead][:5]
             due = await store.next_timer_due()

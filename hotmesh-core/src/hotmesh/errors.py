@@ -49,6 +49,7 @@ __all__ = [
     "SerializationError",
     "TimeoutError",
     "ValidationError",
+    "WorkerLostError",
     "WorkflowFailed",
     "WorkflowNotFoundError",
     "WorkflowSandboxError",
@@ -204,3 +205,10 @@ class TimeoutError(HotMeshError, builtins.TimeoutError):
 
 class InterruptedError(HotMeshError):
     """The job was interrupted before it finished."""
+
+
+class WorkerLostError(HotMeshError):
+    """A task was delivered as often as its retry policy allows and never finished: each worker
+    that took it died, or ran past the visibility timeout, before it could record an outcome.
+    The task is dead-lettered as a poison message and its workflow or call fails with this error
+    instead of killing worker after worker (catalogue M-3)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -439,6 +440,90 @@ async def test_worker_clocks_skewed_30s_either_way_run_each_cron_cycle_once_neve
     print(f"T-1 cron: ticks by {sorted(collections.Counter(line[0] for line in ticks()).values())} processes;"
           f" gaps {', '.join(f'{g:.2f}' for g in gaps)} s")  # fmt: skip
     finish(figures)
+
+
+# -- W-1: workers killed mid-activity, again and again ------------------------------------------
+
+KILLED_WORKFLOWS = {"dev": 100, "ci": 100, "nightly": 200}
+"""W-1 size per profile (the catalogue's 200 with ``--hotmesh-profile nightly``)."""
+KILLS = 5
+
+
+async def test_workers_killed_mid_activity_five_times_lose_nothing(
+    fault_config: HotMeshConfig, multi_process: None, fault_workers: FlowWorkers, roles: dict[Role, Any],
+    figures: Figures, hotmesh_profile: str,
+) -> None:  # fmt: skip
+    """W-1 (C2, C3, C8): two worker processes run workflows of three activities lasting 50-500 ms
+    each; five times, at a random moment (seeded, printed), one of them is SIGKILLed and a fresh
+    one started. Every workflow completes with the fault-free result, one outcome per call, every
+    activity at least once under one idempotency key, nothing pending."""
+    seed = int(os.environ.get("HOTMESH_KIT_SEED") or random.randrange(1 << 30))
+    rng = random.Random(seed)
+    print(f"W-1 seed {seed} (HOTMESH_KIT_SEED={seed} repeats this run)")
+    count = KILLED_WORKFLOWS.get(hotmesh_profile, KILLED_WORKFLOWS["ci"])
+    shapes = [[["nap", 1000 * k + i, rng.randrange(50, 501)] for k in range(3)] for i in range(count)]
+    alive = [fault_workers.start(concurrency=10) for _ in range(2)]
+    client = MeshFlow.Client(connection=fault_config)
+    handles = []
+    for first in range(0, count, BATCH):
+        handles += await asyncio.gather(
+            *(client.workflow.start(_flows.run_shape, args=[shapes[i]], task_queue=QUEUE) for i in range(first, min(first + BATCH, count)))
+        )  # fmt: skip
+    kills: list[float] = []
+    for k in range(1, KILLS + 1):
+        deadline = time.monotonic() + 120
+        while len(fault_workers.book.runs("nap")) < 3 * count * k // (KILLS + 2):
+            assert time.monotonic() < deadline, f"no progress before kill {k}"
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(rng.uniform(0.0, 0.3))
+        victim = alive.pop(rng.randrange(len(alive)))
+        victim.kill()
+        await asyncio.to_thread(victim.wait, 10)
+        kills.append(time.monotonic())
+        alive.append(fault_workers.start(concurrency=10))
+    assert len({r.key for r in fault_workers.book.runs("nap")}) < 3 * count, "every activity ran before the last kill"
+    figures.faults += KILLS
+    started = [(h, _flows.evaluate(shape, {})) for h, shape in zip(handles, shapes, strict=True)]
+    await _check(figures, roles, fault_workers.book, started, [3] * count, kills=kills)
+
+
+# -- M-3: a poison message that kills every worker -----------------------------------------------
+
+
+async def test_a_message_that_kills_every_worker_is_dead_lettered_and_fails_its_workflow(
+    fault_config: HotMeshConfig, multi_process: None, fault_workers: FlowWorkers, roles: dict[Role, Any],
+    figures: Figures,
+) -> None:  # fmt: skip
+    """M-3 (C6, C8): an activity kills the worker process running it, every time. One worker runs
+    at a time, replaced whenever the poison kills it. After a bounded number of deliveries the
+    poison message is dead-lettered and its workflow fails naming why, while 20 other workflows
+    on the same queue complete (no head-of-line blocking, no endless crash loop)."""
+    client = MeshFlow.Client(connection=fault_config)
+    poison = await client.workflow.start(_flows.poisoned, task_queue=QUEUE)
+    healthy = [
+        await client.workflow.start(_flows.run_shape, args=[[["act", i], ["act", 100 + i]]], task_queue=QUEUE)
+        for i in range(20)
+    ]
+    worker = fault_workers.start(concurrency=5)
+    crashes: list[float] = []
+    deadline = time.monotonic() + 150
+    while await poison.status() == rec.RUNNING or any([await h.status() == rec.RUNNING for h in healthy]):
+        assert time.monotonic() < deadline, f"still running after {len(crashes)} worker crashes"
+        if worker.poll() is not None:
+            assert worker.returncode == 77, f"a worker exited with {worker.returncode}, not by the poison"
+            crashes.append(time.monotonic())
+            assert len(crashes) <= 20, "the poison message is never given up: an endless crash loop"
+            worker = fault_workers.start(concurrency=5)
+        await asyncio.sleep(0.1)
+    figures.faults += len(crashes)
+    runs = fault_workers.book.runs("crash_worker")
+    assert len(runs) == len(crashes) >= 1, (len(runs), len(crashes))
+    started = [(h, _flows.evaluate([["act", i], ["act", 100 + i]], {})) for i, h in enumerate(healthy)]
+    await _check(figures, roles, fault_workers.book, started, [2] * len(healthy), kills=crashes,
+                 failing=[(poison, "WorkerLostError")])  # fmt: skip
+    dead = await roles[Role.STREAM].dead_letters(rec.activity_stream(QUEUE), rec.GROUP)
+    assert [d.message.body.get("workflow_id") for d in dead] == [poison.workflow_id]
+    print(f"M-3: the poison killed {len(crashes)} workers; dead letter: {dead[0].error.splitlines()[-1]}")
 
 
 # -- T-3: many timers, a worker killed mid-run ---------------------------------------------------

@@ -88,6 +88,7 @@ class Engine:
         if router is None:
             router = Router(
                 self.connection.stream,
+                store=self.connection.store,
                 stream_name=stream_name,
                 group=group,
                 handler=handler,

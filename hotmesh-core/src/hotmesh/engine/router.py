@@ -5,13 +5,18 @@ after the handler's transition committed and its follow-ups were published. A ha
 effect is one transition may instead have the store ack inside that transition
 (``Engine.transition(..., final=True)``, Store rule 6b): one round trip less per task. A handler that raises
 is released with exponential backoff and dead-lettered (keeping the error) after
-``retry.max_attempts`` deliveries. On shutdown, in-flight work gets a grace period to finish; what
+``retry.max_attempts`` deliveries. A delivery that comes back more often than that never ended
+in an outcome or a failure: every worker that took it died or ran past its visibility timeout.
+It runs once more on probation (:mod:`hotmesh.engine.probation`); if that kills its worker too,
+it is dead-lettered with a WorkerLostError through the same hook, so its workflow or call fails
+instead of hanging or killing worker after worker (catalogue M-3, promise C6). On shutdown, in-flight work gets a grace period to finish; what
 is still running is cancelled and released at once so another engine takes it (never lost).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import traceback
 import uuid
@@ -21,7 +26,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from hotmesh.engine.crashpoints import crashpoint
-from hotmesh.providers import Capability, Delivery, ReadRequest, Stream
+from hotmesh.engine.probation import Probation
+from hotmesh.providers import Capability, Delivery, ReadRequest, Store, Stream
 
 log = logging.getLogger("hotmesh.engine")
 
@@ -83,6 +89,7 @@ class Router:
         self,
         stream: Stream,
         *,
+        store: Store,
         stream_name: str,
         group: str,
         handler: Handler,
@@ -107,6 +114,9 @@ class Router:
         self._trimming: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
+        self._probation = Probation(
+            store, stream_name=stream_name, group=group, visibility_timeout=visibility_timeout
+        )
 
     def start(self) -> None:
         """Start consuming in the background."""
@@ -129,7 +139,10 @@ class Router:
                         count=free,
                         block=self.block,
                         visibility_timeout=self.visibility_timeout,
-                        max_deliveries=self.retry.max_attempts + 1,
+                        # A backstop only (it dead-letters without telling anyone): the router
+                        # gives up on lost deliveries itself, after a probation, and a bystander
+                        # of a poison task may come back a few more times before its own turn.
+                        max_deliveries=2 * self.retry.max_attempts + 2,
                     )
                 )
                 backoff = 0.1
@@ -145,6 +158,12 @@ class Router:
                 self._inflight[task] = delivery
                 task.add_done_callback(self._forget)
 
+    def _trial(self, delivery: Delivery) -> contextlib.AbstractAsyncContextManager[None]:
+        """Probation for a delivery lost more often than the retry policy allows, else nothing."""
+        if delivery.delivery_count > self.retry.max_attempts:
+            return self._probation.trial(delivery)
+        return contextlib.nullcontext()
+
     def _forget(self, task: asyncio.Task[None]) -> None:
         self._inflight.pop(task, None)
 
@@ -152,10 +171,11 @@ class Router:
         slot = AckSlot(delivery)
         token = CURRENT_DELIVERY.set(slot)
         try:
-            await self.handler(delivery)
-            if not slot.acked:  # else the handler's final transition acked it (Store rule 6b)
-                crashpoint("router.before_ack")
-                await self.stream.ack(self.stream_name, self.group, [delivery.id])
+            async with self._trial(delivery):
+                await self.handler(delivery)
+                if not slot.acked:  # else the handler's final transition acked it (Store rule 6b)
+                    crashpoint("router.before_ack")
+                    await self.stream.ack(self.stream_name, self.group, [delivery.id])
             self._acked += 1
             if self._acked % TRIM_EVERY == 0 and (self._trimming is None or self._trimming.done()):
                 self._trimming = asyncio.create_task(self._trim(), name=f"trim:{self.stream_name}")
