@@ -29,3 +29,14 @@ def test_unreachable_backend_fails_without_showing_the_password(capsys: pytest.C
     output = capsys.readouterr()
     assert code != 0
     assert "hunter2" not in output.out + output.err
+
+
+def test_doctor_lints_durability_when_asked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """B-9: ``--require-durability`` fails on a backend whose writes a crash would lose, naming it."""
+    url = f"sqlite:///{tmp_path}/d.db"
+    assert main(["doctor", "--url", url, "--namespace", "cli", "--require-durability", "power-loss"]) == 0
+    assert "(survives: power-loss)" in capsys.readouterr().out
+    assert main(["doctor", "--url", "memory://", "--namespace", "cli", "--require-durability", "process-crash"]) == 1
+    out = capsys.readouterr().out
+    assert "survives nothing, less than the required process-crash" in out
+    assert out.count("ERROR") == 3, "store, stream and search are linted; pub/sub is not"

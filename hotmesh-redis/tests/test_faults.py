@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import anyio
 import pytest
+import redis.asyncio
 
 from hotmesh.errors import ProviderError
-from hotmesh.providers import Message, NewJob, ReadRequest, Transition, TransitionStatus
+from hotmesh.providers import Message, NewJob, ReadRequest, Survives, Transition, TransitionStatus
 from hotmesh_redis import RedisStore, RedisStream, RedisSub
 
 from .conftest import PrivateRedis
@@ -64,3 +65,19 @@ async def test_sub_resubscribes_after_restart(private_redis: PrivateRedis) -> No
         assert (await patterned.get(2)) is not None
         await subscription.aclose()
         await patterned.aclose()
+
+
+async def test_info_reads_what_a_write_survives_from_the_server(private_redis: PrivateRedis) -> None:
+    """B-9 / C9: the level follows the server's AOF settings as they change, so the kit's
+    ``--hotmesh-require-durability`` lint judges the configuration actually running."""
+    async with RedisStore(private_redis.url, namespace="t_lint") as store:
+        client = redis.asyncio.Redis.from_url(private_redis.url)
+        try:
+            assert (await store.info()).survives is Survives.POWER_LOSS  # appendfsync always
+            await client.config_set("appendfsync", "everysec")
+            assert (await store.info()).survives is Survives.PROCESS_CRASH
+            await client.config_set("appendonly", "no")
+            info = await store.info()
+            assert info.survives is Survives.NOTHING and "lost on a crash" in info.durability
+        finally:
+            await client.aclose()

@@ -25,7 +25,7 @@ from hotmesh.errors import (
     ProviderNotFoundError,
     redact_url,
 )
-from hotmesh.providers import Role, default_registry
+from hotmesh.providers import Role, Survives, default_registry
 from hotmesh_conformance._xfails import XfailEntry, parse_xfails
 from hotmesh_conformance.helpers import FORBIDS_MARK, REQUIRES_MARK, gate, new_namespace
 
@@ -78,6 +78,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="run size: hypothesis examples and the fault suite's load (ci: what CI runs in its"
         " time budget; nightly: the full-size variants, e.g. 10,000 timers; default: ci when env"
         " CI is set, else dev)",
+    )
+    group.addoption(
+        "--hotmesh-require-durability",
+        default=None,
+        choices=[level.label for level in Survives],
+        help="fail the durability lint (B-9) when a store, stream or search backend acknowledges writes"
+        " that a server process crash (process-crash) or a power loss (power-loss) could lose, by its"
+        " own settings (default: report only)",
     )
     parser.addini("hotmesh_xfails", "default for --hotmesh-xfails", default="")
 
@@ -180,7 +188,8 @@ async def _describe(role: Role, url: str) -> str:
             await provider.aclose()
     except HotMeshError as exc:
         return f"{head}; UNAVAILABLE: {exc}"
-    return f"{head}; capabilities: {caps}; durability: {info.durability or '?'}" + (
+    survives = info.survives.label if info.survives is not None else "unknown"
+    return f"{head}; capabilities: {caps}; durability: {info.durability or '?'} (survives: {survives})" + (
         f"; server {info.server_version}" if info.server_version else ""
     )
 
@@ -228,6 +237,13 @@ def hotmesh_urls(pytestconfig: pytest.Config) -> dict[Role, str]:
     """The URL of each role for this run."""
     urls: dict[Role, str] = pytestconfig.stash[_URLS_KEY]
     return dict(urls)
+
+
+@pytest.fixture(scope="session")
+def hotmesh_required_durability(pytestconfig: pytest.Config) -> Survives | None:
+    """What ``--hotmesh-require-durability`` asks of every state-holding backend, if anything."""
+    label = pytestconfig.getoption("hotmesh_require_durability")
+    return Survives.from_label(label) if label else None
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,9 @@
 """Command line.
 
 ``python -m hotmesh providers`` lists installed providers; ``doctor`` connects to the configured
-backends and reports each role's server version, capabilities and real durability (promise C9);
+backends and reports each role's server version, capabilities and real durability (promise C9),
+and with ``--require-durability`` fails when a backend holding state acknowledges writes that a
+crash could lose (the durability lint, catalogue B-9);
 ``migrate`` prepares the backends for a namespace ahead of a deploy (opening each provider creates
 its schema, tables, streams or buckets; PostgreSQL runs its versioned migrations).
 """
@@ -16,7 +18,10 @@ from collections.abc import Sequence
 
 from hotmesh.config import HotMeshConfig, load_config
 from hotmesh.errors import CapabilityNotSupportedError, HotMeshError, ProviderNotFoundError
-from hotmesh.providers import ProviderRegistry, Role, default_registry
+from hotmesh.providers import ProviderRegistry, Role, Survives, default_registry
+
+STATEFUL = (Role.STORE, Role.STREAM, Role.SEARCH)
+"""The roles whose durability matters: pub/sub only announces what the others hold."""
 
 
 def _version(distribution: str) -> str:
@@ -47,8 +52,11 @@ def list_providers(registry: ProviderRegistry | None = None) -> str:
     return "\n".join(lines)
 
 
-async def check_backends(config: HotMeshConfig, *, registry: ProviderRegistry | None = None) -> tuple[list[str], bool]:
-    """Open every role's provider once; describe it. Returns (lines, all required roles ok)."""
+async def check_backends(
+    config: HotMeshConfig, *, registry: ProviderRegistry | None = None, require: Survives | None = None
+) -> tuple[list[str], bool]:
+    """Open every role's provider once; describe it. Returns (lines, all required roles ok);
+    with ``require``, a state-holding role whose writes survive less is not ok."""
     registry = registry or default_registry()
     lines: list[str] = []
     ok = True
@@ -66,7 +74,14 @@ async def check_backends(config: HotMeshConfig, *, registry: ProviderRegistry | 
             info = await provider.info()
             caps = ",".join(sorted(c.value for c in provider.capabilities)) or "-"
             version = f" {info.server_version}" if info.server_version else ""
-            lines.append(f"{role.value:<7} {url}: {info.name}{version}; durability: {info.durability or '?'}; capabilities: {caps}")
+            survives = info.survives.label if info.survives is not None else "unknown"
+            lines.append(
+                f"{role.value:<7} {url}: {info.name}{version}; durability: {info.durability or '?'}"
+                f" (survives: {survives}); capabilities: {caps}"
+            )
+            if require is not None and role in STATEFUL and (info.survives is None or info.survives < require):
+                ok = False
+                lines.append(f"{'':<7} ERROR: survives {survives}, less than the required {require.label}")
         except CapabilityNotSupportedError as exc:
             optional = role is Role.SEARCH and not config.explicit(role)
             ok = ok and optional
@@ -91,6 +106,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = commands.add_parser(name, help=text)
         command.add_argument("--url", help="one URL for every role (default: HOTMESH_URL / hotmesh.toml)")
         command.add_argument("--namespace", help="the namespace (default: HOTMESH_NAMESPACE or 'hotmesh')")
+        command.add_argument(
+            "--require-durability",
+            choices=[level.label for level in Survives],
+            help="exit 1 when the store, stream or search backend acknowledges writes that a server process"
+            " crash (process-crash) or a power loss (power-loss) could lose, by its own settings",
+        )
     args = parser.parse_args(argv)
     if args.command == "providers":
         print(list_providers())
@@ -100,7 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HotMeshError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    lines, ok = asyncio.run(check_backends(config))
+    require = Survives.from_label(args.require_durability) if args.require_durability else None
+    lines, ok = asyncio.run(check_backends(config, require=require))
     print(f"namespace {config.namespace!r}")
     print("\n".join(lines))
     if args.command == "migrate" and ok:

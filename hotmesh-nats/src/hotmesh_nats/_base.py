@@ -17,7 +17,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext, api
 
 from hotmesh.errors import ConfigError, HotMeshError, ProviderError
-from hotmesh.providers import Capability, ProviderInfo
+from hotmesh.providers import Capability, ProviderInfo, Survives
 from hotmesh_nats._config import ConnectSettings, check_key_files, check_namespace, parse
 
 
@@ -148,7 +148,10 @@ class NatsProvider:
             f"{self._settings.options.replicas}; a write is acknowledged once stored "
             "(file storage fsyncs on the server's sync_interval, 2 min by default)"
         )
-        return ProviderInfo(name="nats", server_version=str(version), durability=durability)
+        # File storage is written before the ack, so a killed server loses nothing; the
+        # client cannot see whether the server was started with sync_interval=always.
+        survives = Survives.PROCESS_CRASH if self._settings.options.storage == "file" else Survives.NOTHING
+        return ProviderInfo(name="nats", server_version=str(version), durability=durability, survives=survives)
 
     async def pull(
         self, stream: str, consumer: str, batch: int, *, expires: float | None

@@ -14,7 +14,7 @@ from psycopg import errors as pg_errors
 from psycopg_pool import AsyncConnectionPool
 
 from hotmesh.errors import ConfigError, ProviderError, redact_url
-from hotmesh.providers import Capability, ProviderInfo, url_scheme
+from hotmesh.providers import Capability, ProviderInfo, Survives, url_scheme
 from hotmesh_postgres import _pools, _schema
 from hotmesh_postgres._options import PostgresOptions, parse_options
 
@@ -244,7 +244,13 @@ class PostgresProvider:
                 else ""
             )
         )
-        return ProviderInfo(name="postgres", server_version=str(version), durability=durability)
+        if sync_commit == "off":  # WAL flushed by the WAL writer a little later: a crash loses the last commits
+            survives = Survives.NOTHING
+        elif fsync != "on":
+            survives = Survives.PROCESS_CRASH
+        else:
+            survives = Survives.POWER_LOSS
+        return ProviderInfo(name="postgres", server_version=str(version), durability=durability, survives=survives)
 
     async def purge(self) -> None:
         """Delete this role's rows in the namespace; drop the schema when all roles are empty."""

@@ -19,7 +19,7 @@ from hotmesh.errors import (
     ProviderError,
     TimeoutError,
 )
-from hotmesh.providers import Capability, ProviderInfo
+from hotmesh.providers import Capability, ProviderInfo, Survives
 from hotmesh_redis._config import RedisSettings
 
 Client = aioredis.Redis | RedisCluster
@@ -212,13 +212,18 @@ class RedisProvider:
                 conf = {}
         if conf and all(isinstance(v, dict) for v in conf.values()):
             conf = next(iter(conf.values()))  # RedisCluster: one reply per node
+        survives: Survives | None
         if conf.get("appendonly") == "yes":
             durability = f"AOF, appendfsync {conf.get('appendfsync', '?')}"
+            survives = Survives.POWER_LOSS if conf.get("appendfsync") == "always" else Survives.PROCESS_CRASH
         elif conf:
             durability = "RDB snapshots only: recent writes are lost on a crash"
+            survives = Survives.NOTHING
         else:
-            durability = "unknown (CONFIG GET not permitted)"
-        return ProviderInfo(name="redis", server_version=self._server_version, durability=durability)
+            durability, survives = "unknown (CONFIG GET not permitted)", None
+        return ProviderInfo(
+            name="redis", server_version=self._server_version, durability=durability, survives=survives
+        )
 
     # -- cleanup --------------------------------------------------------------------------
     async def _keys(self) -> list[str]:

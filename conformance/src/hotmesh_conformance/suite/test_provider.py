@@ -19,6 +19,7 @@ from hotmesh.providers import (
     ProviderInfo,
     ReadRequest,
     Role,
+    Survives,
     default_registry,
 )
 from hotmesh_conformance.helpers import new_namespace
@@ -131,6 +132,27 @@ async def test_namespaces_are_isolated(role: Role, make_provider: MakeProvider) 
     assert not await sees_something(role, other), "Provider rule 3: data leaked across namespaces"
     await other.purge()
     assert await sees_something(role, mine), "Provider rule 3/4: purge() of another namespace deleted data"
+
+
+@pytest.mark.parametrize("role", [Role.STORE, Role.STREAM, Role.SEARCH], ids=lambda r: r.value)
+async def test_durability_is_stated_and_meets_what_is_required(
+    role: Role, make_provider: MakeProvider, hotmesh_required_durability: Survives | None
+) -> None:
+    """B-9 durability lint (promise C9): every backend that holds state says, from its own
+    settings, what an acknowledged write survives, in words and as a level. With
+    ``--hotmesh-require-durability`` the run fails where that is less than required (e.g. Redis
+    without AOF, PostgreSQL with synchronous_commit=off, JetStream memory storage), so a
+    deployment's backends can be linted before they are trusted."""
+    provider = await make_provider(role)
+    info = await provider.info()
+    assert isinstance(info, ProviderInfo) and info.durability, "C9: info().durability must say what a write survives"
+    assert info.survives is None or isinstance(info.survives, Survives), f"C9: survives={info.survives!r}"
+    if hotmesh_required_durability is not None:
+        found = "unknown" if info.survives is None else info.survives.label
+        assert info.survives is not None and info.survives >= hotmesh_required_durability, (
+            f"{info.name} {role.value} survives {found}, less than the required"
+            f" {hotmesh_required_durability.label}: {info.durability}"
+        )
 
 
 @pytest.mark.parametrize("role", [Role.STORE, Role.STREAM, Role.SEARCH], ids=lambda r: r.value)

@@ -369,6 +369,33 @@ class QueryResult:
     hits: tuple[Hit, ...]
 
 
+class Survives(enum.IntEnum):
+    """The worst event an acknowledged write survives on the configuration found (promise C9).
+
+    Ordered, so a requirement is a comparison: ``info.survives >= Survives.PROCESS_CRASH``.
+    """
+
+    NOTHING = 0
+    """A crash or restart of the server (or of this process, when embedded) may lose it."""
+    PROCESS_CRASH = 1
+    """A killed server process loses nothing; an OS crash or power loss may lose recent writes."""
+    POWER_LOSS = 2
+    """Flushed to stable storage (fsync) before it was acknowledged."""
+
+    @property
+    def label(self) -> str:
+        """``"process-crash"``: the spelling of the command line and the kit option."""
+        return self.name.lower().replace("_", "-")
+
+    @classmethod
+    def from_label(cls, label: str) -> Survives:
+        """Parse ``nothing`` / ``process-crash`` / ``power-loss``."""
+        for level in cls:
+            if level.label == label:
+                return level
+        raise ValueError(f"unknown durability level {label!r}: use one of {', '.join(lv.label for lv in cls)}")
+
+
 @dataclass(frozen=True)
 class ProviderInfo:
     """Describes a live provider, for report headers and ``python -m hotmesh doctor``.
@@ -376,9 +403,13 @@ class ProviderInfo:
     Attributes:
         name: provider name (``"sqlite"``).
         server_version: version of the server it talks to ("" when embedded).
-        durability: what a committed write survives, in words (e.g. "fsync per commit").
+        durability: what a committed write survives, in words (e.g. "fsync per commit"),
+            naming the settings it was read from.
+        survives: the same as a level, read from the server's settings; None when they cannot
+            be read (e.g. Redis ``CONFIG`` forbidden by an ACL).
     """
 
     name: str
     server_version: str = ""
     durability: str = ""
+    survives: Survives | None = None

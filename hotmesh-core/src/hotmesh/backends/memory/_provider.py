@@ -9,7 +9,7 @@ from typing import Any, ClassVar, Self
 
 from hotmesh.backends.memory._state import MemoryDatabase, database_for
 from hotmesh.errors import ConfigError, ProviderError
-from hotmesh.providers import Capability, ProviderInfo, url_scheme
+from hotmesh.providers import Capability, ProviderInfo, Survives, url_scheme
 
 _NAMESPACE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
@@ -97,7 +97,7 @@ class MemoryProvider:
 
     async def info(self) -> ProviderInfo:
         """Describe the (lack of) durability."""
-        return ProviderInfo(name="memory", durability="none: process memory only")
+        return ProviderInfo(name="memory", durability="none: process memory only", survives=Survives.NOTHING)
 
     async def purge(self) -> None:
         """Drop this role's data in the namespace."""

@@ -9,7 +9,7 @@ from typing import Any, ClassVar, Self
 
 from hotmesh.backends.sqlite._config import check_namespace, parse_options, parse_path
 from hotmesh.backends.sqlite._db import Database
-from hotmesh.providers import Capability, ProviderInfo
+from hotmesh.providers import Capability, ProviderInfo, Survives
 
 #: Capabilities every SQLite provider has: one file on a local disk, shared by processes.
 BASE_CAPABILITIES = frozenset({Capability.MULTI_PROCESS, Capability.DURABLE})
@@ -83,11 +83,12 @@ class SqliteProvider:
         """SQLite version and the real durability of a commit."""
         version, mode = await self._db.info()
         if mode.endswith("FULL") or mode.endswith("EXTRA"):
-            words = "fsync of the WAL on every commit (survives power loss)"
+            words, survives = "fsync of the WAL on every commit (survives power loss)", Survives.POWER_LOSS
         else:
             words = "WAL fsynced at checkpoints (survives a process crash; power loss may drop the last commits)"
+            survives = Survives.PROCESS_CRASH
         return ProviderInfo(
-            name="sqlite", server_version=version, durability=f"{words}; {mode} at {self._path}"
+            name="sqlite", server_version=version, durability=f"{words}; {mode} at {self._path}", survives=survives
         )
 
     async def purge(self) -> None:
