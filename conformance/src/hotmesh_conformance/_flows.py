@@ -22,7 +22,7 @@ LEDGER_ENV = ledger.LEDGER_ENV
 
 def _ledger(name: str, key: str, attempt: int) -> None:
     info = activity_info()
-    ledger.record_activity(name, key, attempt, info.workflow_id, info.seq)
+    ledger.record_activity(name, key, attempt, info.workflow_id, info.seq, info.run)
 
 
 class Fatal(Exception):

@@ -79,11 +79,12 @@ def _append(path: str | os.PathLike[str], line: str, *, sync: bool = False) -> N
         os.close(fd)
 
 
-def record_activity(name: str, key: str, attempt: int, workflow_id: str, seq: int) -> None:
+def record_activity(name: str, key: str, attempt: int, workflow_id: str, seq: int, run: int = 1) -> None:
     """Append one activity execution to the ledger named by ``HOTMESH_KIT_LEDGER`` (if set)."""
     path = os.environ.get(LEDGER_ENV)
     if path:
-        line = f"{os.getpid()} {name} {key} {attempt} {workflow_id} {seq} {time.time():.6f} {time.monotonic():.6f}\n"
+        now, mono = time.time(), time.monotonic()
+        line = f"{os.getpid()} {name} {key} {attempt} {workflow_id} {seq} {now:.6f} {mono:.6f} {run}\n"
         _append(path, line, sync=True)
 
 
@@ -99,6 +100,12 @@ class ActivityRun:
     seq: int
     at: float
     mono: float
+    run: int = 1
+
+    @property
+    def call(self) -> tuple[str, int, int]:
+        """(workflow id, run, seq): one durable call (seq restarts with each continue-as-new)."""
+        return (self.workflow_id, self.run, self.seq)
 
 
 @dataclass(frozen=True)
@@ -133,7 +140,7 @@ class Ledger:
             if len(parts) < 8 or (name is not None and parts[1] != name):
                 continue
             out.append(ActivityRun(int(parts[0]), parts[1], parts[2], int(parts[3]), parts[4], int(parts[5]),
-                                   float(parts[6]), float(parts[7])))  # fmt: skip
+                                   float(parts[6]), float(parts[7]), int(parts[8]) if len(parts) > 8 else 1))  # fmt: skip
         return out
 
     def commits(self) -> list[Commit]:
@@ -268,16 +275,24 @@ async def check(
             return exc
 
     results = await asyncio.gather(*(outcome(h) for h, _ in started))
-    calls_made: set[tuple[str, int]] = set()  # (workflow id, seq) of every activity call
+    calls_made: set[tuple[str, int, int]] = set()  # (workflow id, run, seq) of every activity call
+    final_run: dict[str, int] = {}  # a workflow's last run: continue-as-new discards earlier histories
+
+    async def record_calls(workflow_id: str, events: list[Any]) -> None:
+        job = await _patiently(lambda: store.get_job(rec.job_id(workflow_id), ["run"]), deadline)
+        run = job.get("run") if job else None
+        final_run[workflow_id] = run if isinstance(run, int) else 1
+        calls_made.update(
+            (workflow_id, final_run[workflow_id], int(e["seq"])) for e in events if e["type"] == "activity"
+        )
+
     for handle, text in failing:
         figures.workflows += 1
         failure = await outcome(handle)
         if not isinstance(failure, WorkflowFailed) or text not in str(failure):
             figures.lost += 1
             problems.append(f"{handle.workflow_id}: outcome {failure!r}, expected a failure naming {text!r}")
-        for event in await _patiently(handle.history, deadline):
-            if event["type"] == "activity":
-                calls_made.add((handle.workflow_id, int(event["seq"])))
+        await record_calls(handle.workflow_id, await _patiently(handle.history, deadline))
     pending: list[tuple[str, list[Any]]] = []  # (workflow id, events) still to inspect
     for i, ((handle, expected), result) in enumerate(zip(started, results, strict=True)):
         if isinstance(result, Exception) or (expected is not _UNSET and result != expected):
@@ -302,12 +317,11 @@ async def check(
         seen.add(workflow_id)
         if [e["seq"] for e in events] != list(range(1, len(events) + 1)):
             problems.append(f"{workflow_id}: history seqs {[e['seq'] for e in events]} (a call lost or doubled)")
+        await record_calls(workflow_id, events)
         for event in events:
             if event["status"] != "completed":
                 problems.append(f"{workflow_id}: call #{event['seq']} is {event['status']}")
-            if event["type"] == "activity":
-                calls_made.add((workflow_id, int(event["seq"])))
-            elif event["type"] == "child":
+            if event["type"] == "child":
                 child = _child_id(event)
                 if child is not None:
                     job = await _patiently(lambda c=child: store.get_job(rec.job_id(c)), deadline)
@@ -324,16 +338,17 @@ async def check(
         if recovery is not None:
             into.append(round(recovery, 3))
     # C3: every activity call ran at least once, with one idempotency key on every attempt;
-    # every run belongs to a recorded call.
+    # every run belongs to a recorded call (or to an earlier run of a workflow that continued as
+    # new, whose history is gone by design).
     runs = ledger.runs()
-    ran = collections.Counter((r.workflow_id, r.seq) for r in runs)
-    keys: dict[tuple[str, int], set[str]] = collections.defaultdict(set)
+    ran = collections.Counter(r.call for r in runs)
+    keys: dict[tuple[str, int, int], set[str]] = collections.defaultdict(set)
     for r in runs:
-        keys[(r.workflow_id, r.seq)].add(r.key)
+        keys[r.call].add(r.key)
     never = sorted(calls_made - set(ran))
     if never:
         problems.append(f"activity calls in history that never ran: {never[:10]}")
-    strays = sorted(set(ran) - calls_made)
+    strays = sorted(c for c in set(ran) - calls_made if c[1] >= final_run.get(c[0], 1))
     if strays:
         problems.append(f"activity runs for calls no history recorded: {strays[:10]}")
     unstable = {k: v for k, v in keys.items() if len(v) > 1}

@@ -526,6 +526,78 @@ async def test_a_message_that_kills_every_worker_is_dead_lettered_and_fails_its_
     print(f"M-3: the poison killed {len(crashes)} workers; dead letter: {dead[0].error.splitlines()[-1]}")
 
 
+# -- L-4: a stress mix, every workflow counted --------------------------------------------------
+
+STRESS = {"dev": 300, "ci": 300, "nightly": 3000}
+"""L-4 workflows per profile."""
+
+
+def _stress_shape(i: int) -> list[Any]:
+    return [
+        [["act", i], ["act", i + 1]],
+        [["gather", [i, i + 1, i + 2]]],
+        [["sleep", 0.1], ["act", i]],
+        [["child", [["act", i]]], ["signal", f"stress-{i}"]],
+    ][i % 4]
+
+
+async def test_a_stress_mix_completes_every_workflow_and_the_counts_agree(
+    fault_config: HotMeshConfig, multi_process: None, fault_workers: FlowWorkers, roles: dict[Role, Any],
+    figures: Figures, hotmesh_profile: str,
+) -> None:  # fmt: skip
+    """L-4 (C1, C2, C8): workflows of every kind (activities, a gather, a timer, a child and a
+    signal, continue-as-new) started as fast as the driver can by 10 concurrent starters, served
+    by two worker processes: every one completes with its expected result, the number the driver
+    saw complete equals the number the store holds as completed, and nothing is pending. The
+    rate and latency are printed, not asserted (benchmarks/ measures speed)."""
+    count = STRESS.get(hotmesh_profile, STRESS["ci"])
+    for _ in range(2):
+        fault_workers.start(concurrency=20)
+    client = MeshFlow.Client(connection=fault_config)
+    latencies: list[float] = []
+    started: list[tuple[Any, Any]] = []
+    calls: list[int | None] = []
+
+    async def one(i: int) -> None:
+        began = time.monotonic()
+        if i % 25 == 24:  # continue-as-new three times
+            handle = await client.workflow.start(_flows.counter, args=[0, 3], task_queue=QUEUE)
+            started.append((handle, 3))
+            calls.append(1)
+        else:
+            shape = _stress_shape(i)
+            handle = await client.workflow.start(_flows.run_shape, args=[shape], task_queue=QUEUE)
+            signals = {sid: {"n": i} for sid in _flows.signal_ids(shape)}
+            for sid, data in signals.items():
+                await handle.signal(sid, data)
+            started.append((handle, _flows.evaluate(shape, signals)))
+            calls.append(_flows.call_count(shape))
+        await handle.result(timeout=120)
+        latencies.append(time.monotonic() - began)
+
+    began = time.monotonic()
+    queue = iter(range(count))
+
+    async def starter() -> None:
+        for i in queue:
+            await one(i)
+
+    await asyncio.gather(*(starter() for _ in range(10)))
+    elapsed = time.monotonic() - began
+    completed = 0
+    for first in range(0, count, BATCH):
+        jobs = await asyncio.gather(*(roles[Role.STORE].get_job(rec.job_id(h.workflow_id), ["status"])
+                                      for h, _ in started[first : first + BATCH]))  # fmt: skip
+        completed += sum(1 for job in jobs if job and job.get("status") == rec.COMPLETED)
+    if not (len(latencies) == completed == count):
+        figures.problems.append(f"the driver saw {len(latencies)} complete, the store holds {completed}, of {count} started")
+    await _check(figures, roles, fault_workers.book, started, calls)
+    latencies.sort()
+    print(f"L-4: {count} workflows in {elapsed:.1f} s ({count / elapsed:.0f} wf/s with 10 starters);"
+          f" start-to-result p50 {latencies[len(latencies) // 2] * 1000:.0f} ms,"
+          f" p99 {latencies[int(len(latencies) * 0.99)] * 1000:.0f} ms")  # fmt: skip
+
+
 # -- T-3: many timers, a worker killed mid-run ---------------------------------------------------
 
 

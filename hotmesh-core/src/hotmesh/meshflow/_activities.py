@@ -101,6 +101,8 @@ class ActivityInfo:
     seq: int
     attempt: int
     idempotency_key: str
+    run: int = 1
+    """The workflow's run: 1, plus one for each time it continued as new (seq restarts at 1)."""
 
 
 CURRENT_ACTIVITY: contextvars.ContextVar[ActivityInfo | None] = contextvars.ContextVar(

@@ -550,7 +550,7 @@ class Worker:
         raw_args = body.get("args")
         args = list(raw_args) if isinstance(raw_args, list) else []
         timeout = body.get("timeout")
-        info = ActivityInfo(workflow_id, name, seq, attempt, f"{workflow_id}:{run}:{seq}")
+        info = ActivityInfo(workflow_id, name, seq, attempt, f"{workflow_id}:{run}:{seq}", run)
         token = CURRENT_ACTIVITY.set(info)
         try:
             value = await asyncio.wait_for(
