@@ -39,6 +39,8 @@ async def _main(args: argparse.Namespace) -> None:
 
     async def work(value: object) -> dict[str, object]:
         _append(args.ledger, f"{os.getpid()} call {value}")
+        if args.crash_on is not None and value == args.crash_on:
+            os._exit(77)  # a poison call: it kills every worker that runs it
         if args.hang_on is not None and value == args.hang_on:
             await asyncio.sleep(3600)  # the test kills this process here
         return {"value": value, "pid": os.getpid()}
@@ -77,6 +79,7 @@ def main() -> None:
         parser.add_argument(name, required=True)
     parser.add_argument("--visibility", type=float, default=60.0)
     parser.add_argument("--hang-on", type=int, default=None)
+    parser.add_argument("--crash-on", type=int, default=None)
     parser.add_argument("--cron-id", default=None)
     parser.add_argument("--interval", type=float, default=1.0)
     parser.add_argument("--max-cycles", type=int, default=None)

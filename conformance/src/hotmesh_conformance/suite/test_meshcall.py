@@ -186,6 +186,35 @@ async def test_worker_killed_mid_call_is_redelivered(mesh: HotMeshConfig, multi_
     assert [line[0] for line in runs] == [str(doomed.pid), str(rescuer.pid)]
 
 
+async def test_a_call_that_kills_every_worker_fails_the_caller_and_spares_the_others(
+    mesh: HotMeshConfig, multi_process: None, workers: CallWorkers
+) -> None:
+    """MeshCall poison (M-3, C6): a call whose callback kills the worker process every time is
+    given up on after a bounded number of deaths; its caller gets a RemoteError naming
+    WorkerLostError instead of waiting out its timeout, and calls made beside it return."""
+    crash_args = ("--crash-on", "13", "--visibility", "2")
+    worker = workers.start("kit.poison", *crash_args)
+    assert workers.first_line(worker) == "ready"
+    poison = asyncio.create_task(MeshCall.exec("kit.poison", [13], connection=mesh, timeout=120))
+    others = [asyncio.create_task(MeshCall.exec("kit.poison", [i], connection=mesh, timeout=120)) for i in range(10)]
+    deaths = 0
+    deadline = time.monotonic() + 120
+    while not (poison.done() and all(o.done() for o in others)):
+        assert time.monotonic() < deadline, f"still waiting after {deaths} worker deaths"
+        if worker.poll() is not None:
+            assert worker.returncode == 77, f"a worker exited with {worker.returncode}, not by the poison"
+            deaths += 1
+            assert deaths <= 10, "the poison call is never given up: an endless crash loop"
+            worker = workers.start("kit.poison", *crash_args)
+            assert workers.first_line(worker) == "ready"
+        await asyncio.sleep(0.1)
+    with pytest.raises(errors.RemoteError) as failed:
+        await poison
+    assert failed.value.remote_type.endswith("WorkerLostError"), failed.value
+    assert [r["value"] for r in await asyncio.gather(*others)] == list(range(10))  # type: ignore[index]
+    assert deaths == sum(1 for line in workers.lines() if line[1:] == ["call", "13"]) >= 1
+
+
 async def test_engine_killed_holding_a_due_timer_another_fires_it_once(
     mesh: HotMeshConfig, multi_process: None, workers: CallWorkers
 ) -> None:
