@@ -11,9 +11,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -28,14 +25,13 @@ from hotmesh._runtime import runtime
 from hotmesh.errors import ProviderError
 from hotmesh.meshflow.client import WorkflowHandle
 from hotmesh_conformance import _flows
+from hotmesh_conformance._workers import QUEUE, FlowWorkers
 
 pytestmark = [
     pytest.mark.anyio,
     pytest.mark.skipif(not private_pg.available(), reason="PostgreSQL server binaries not found"),
     pytest.mark.timeout(120),
 ]
-
-QUEUE = "pgfaults"
 
 
 @pytest.fixture(scope="module")
@@ -49,56 +45,16 @@ def server() -> Iterator[private_pg.PrivateServer]:
         srv.cleanup()
 
 
-class Workers:
-    """Worker processes of one namespace; stopped (killed if need be) at teardown."""
-
-    def __init__(self, url: str, namespace: str, ledger: Path) -> None:
-        self.url, self.namespace, self.ledger = url, namespace, ledger
-        self.processes: list[subprocess.Popen[str]] = []
-
-    def start(self) -> subprocess.Popen[str]:
-        command = [
-            sys.executable, "-m", "hotmesh_conformance._meshflow_worker",
-            "--store", self.url, "--stream", self.url, "--sub", self.url,
-            "--namespace", self.namespace, "--queue", QUEUE, "--ledger", str(self.ledger),
-            "--visibility", "3",
-        ]  # fmt: skip
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        self.processes.append(process)
-        assert process.stdout is not None
-        assert process.stdout.readline().strip() == "ready"
-        return process
-
-    def runs(self) -> list[list[str]]:
-        if not self.ledger.exists():
-            return []
-        return [line.split() for line in self.ledger.read_text().splitlines() if line.strip()]
-
-    def dead(self) -> list[int | None]:
-        return [p.returncode for p in self.processes if p.poll() is not None]
-
-    def stop(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in self.processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
 @pytest.fixture
 async def env(
     server: private_pg.PrivateServer, request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[tuple[MeshFlow.Client, Workers]]:
+) -> AsyncIterator[tuple[MeshFlow.Client, FlowWorkers]]:
     namespace = "mf_" + request.node.name.removeprefix("test_")[:20]
-    workers = Workers(server.url, namespace, tmp_path / "ledger.txt")
     config = load_config(
         url=server.url, store=server.url, stream=server.url, sub=server.url,
         namespace=namespace, timer_lease=5, environ={},
     )  # fmt: skip
+    workers = FlowWorkers(config, tmp_path / "ledger.txt")
     # A Connection of our own (not the config) so this test closes exactly what it opened.
     connection = Connection(config)
     try:
@@ -135,7 +91,7 @@ async def _start(client: MeshFlow.Client, count: int) -> list[WorkflowHandle]:
     return handles
 
 
-async def _wait_for_progress(workers: Workers, activities: int) -> None:
+async def _wait_for_progress(workers: FlowWorkers, activities: int) -> None:
     deadline = time.monotonic() + 30
     while len(workers.runs()) < activities:
         assert time.monotonic() < deadline, f"only {len(workers.runs())} activities ran in 30 s"
@@ -173,7 +129,7 @@ async def _leftovers(url: str, namespace: str) -> dict[str, Any]:
 
 
 async def _check_all_done(
-    client: MeshFlow.Client, workers: Workers, handles: list[WorkflowHandle], url: str
+    client: MeshFlow.Client, workers: FlowWorkers, handles: list[WorkflowHandle], url: str
 ) -> None:
     results = await asyncio.gather(*(_result(h) for h in handles))
     for i, result in enumerate(results):
@@ -189,7 +145,7 @@ async def _check_all_done(
     assert len(runs) == ACTIVITIES_PER_FLOW * len(handles), "every activity ran at least once"
     # The last acks follow the result announcement: give them a moment.
     deadline = time.monotonic() + 10
-    while (left := await _leftovers(url, workers.namespace)) != {
+    while (left := await _leftovers(url, workers.config.namespace)) != {
         "deliveries": [], "timers": [], "dead_letters": [], "running": []
     }:  # fmt: skip
         assert time.monotonic() < deadline, f"left pending: {left}"
@@ -198,12 +154,12 @@ async def _check_all_done(
 
 
 async def test_crash_restart_mid_workflows_each_completes_once(
-    server: private_pg.PrivateServer, env: tuple[MeshFlow.Client, Workers]
+    server: private_pg.PrivateServer, env: tuple[MeshFlow.Client, FlowWorkers]
 ) -> None:
     """100 workflows (3 activities + a sleep each) in a worker process; the server crashes
     (``pg_ctl stop -m immediate``: recovery from the WAL) and comes back mid-run."""
     client, workers = env
-    workers.start()
+    workers.start(visibility=3.0)
     handles = await _start(client, 100)
     total = ACTIVITIES_PER_FLOW * len(handles)
     await _wait_for_progress(workers, total // 4)
@@ -213,12 +169,12 @@ async def test_crash_restart_mid_workflows_each_completes_once(
 
 
 async def test_terminated_backends_mid_transitions_are_retried_safely(
-    server: private_pg.PrivateServer, env: tuple[MeshFlow.Client, Workers]
+    server: private_pg.PrivateServer, env: tuple[MeshFlow.Client, FlowWorkers]
 ) -> None:
     """``pg_terminate_backend`` on every client connection, three times while 100 workflows run:
     the pools reconnect, transitions are retried without duplicate outcomes."""
     client, workers = env
-    workers.start()
+    workers.start(visibility=3.0)
     handles = await _start(client, 100)
     total = ACTIVITIES_PER_FLOW * len(handles)
     killed = 0
@@ -237,13 +193,13 @@ async def test_terminated_backends_mid_transitions_are_retried_safely(
 
 
 async def test_workers_outlive_a_server_down_for_seconds(
-    server: private_pg.PrivateServer, env: tuple[MeshFlow.Client, Workers]
+    server: private_pg.PrivateServer, env: tuple[MeshFlow.Client, FlowWorkers]
 ) -> None:
     """The server is down for 5 s mid-run: both worker processes keep retrying (with backoff)
     instead of dying, and finish the work once it is back."""
     client, workers = env
-    workers.start()
-    workers.start()
+    workers.start(visibility=3.0)
+    workers.start(visibility=3.0)
     handles = await _start(client, 40)
     await _wait_for_progress(workers, ACTIVITIES_PER_FLOW * len(handles) // 4)
     await asyncio.to_thread(server.stop, "immediate")

@@ -15,14 +15,36 @@ from hotmesh_conformance.ledger import Ledger
 QUEUE = "kitflow"
 
 
-class FlowWorkers:
+class WorkerProcesses:
     """Worker processes started by a test and stopped (killed if need be) after it."""
 
     def __init__(self, config: HotMeshConfig, ledger: Path) -> None:
         self.config = config
         self.ledger = ledger
-        self.book = Ledger(ledger)
         self.processes: list[subprocess.Popen[str]] = []
+
+    def dead(self) -> list[int | None]:
+        """Exit codes of the workers that are no longer running."""
+        return [p.returncode for p in self.processes if p.poll() is not None]
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+class FlowWorkers(WorkerProcesses):
+    """MeshFlow worker processes (``_meshflow_worker``) sharing one activity and commit ledger."""
+
+    def __init__(self, config: HotMeshConfig, ledger: Path) -> None:
+        super().__init__(config, ledger)
+        self.book = Ledger(ledger)
 
     def start(self, *extra: str, env: dict[str, str] | None = None, visibility: float = 2.0,
               concurrency: int = 50) -> subprocess.Popen[str]:  # fmt: skip
@@ -39,31 +61,18 @@ class FlowWorkers:
         assert process.stdout.readline().strip() == "ready"
         return process
 
-    def runs(self, name: str) -> list[list[str]]:
+    def runs(self, name: str | None = None) -> list[list[str]]:
+        """Ledger lines of activity runs (of ``name`` only, when given), split into fields."""
         if not self.ledger.exists():
             return []
-        return [line.split() for line in self.ledger.read_text().splitlines() if line.split()[1:2] == [name]]
-
-    def stop(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in self.processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        lines = [line.split() for line in self.ledger.read_text().splitlines() if line.strip()]
+        return [fields for fields in lines if name is None or fields[1:2] == [name]]
 
 
-class CallWorkers:
-    """MeshCall worker processes (``_meshcall_worker``) started by a test and stopped after it;
-    each callback run is a line ``<pid> <kind> [<value>]`` of the ledger file."""
 
-    def __init__(self, config: HotMeshConfig, ledger: Path) -> None:
-        self.config = config
-        self.ledger = ledger
-        self.processes: list[subprocess.Popen[str]] = []
+class CallWorkers(WorkerProcesses):
+    """MeshCall worker processes (``_meshcall_worker``); each callback run is a line
+    ``<pid> <kind> [<value>]`` of the ledger file."""
 
     def start(self, topic: str, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
         command = [
@@ -86,13 +95,3 @@ class CallWorkers:
             return []
         return [line.split() for line in self.ledger.read_text().splitlines() if line.strip()]
 
-    def stop(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in self.processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()

@@ -130,8 +130,7 @@ async def run_through(
                 group.book, figures, store=store, stream=stream, queue=QUEUE, timeout=timeout,
                 calls=[4] * count, restarts=marks["restart"], partitions=marks["partition"],
             )  # fmt: skip
-            dead = [p.returncode for p in group.processes if p.poll() is not None]
-            assert dead == [], f"a worker process died: exit codes {dead}"
+            assert group.dead() == [], f"a worker process died: exit codes {group.dead()}"
         finally:
             for provider in (store, stream):
                 with contextlib.suppress(HotMeshError):
