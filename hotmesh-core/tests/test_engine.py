@@ -13,8 +13,8 @@ from hotmesh.engine.durations import Interval, parse_duration
 from hotmesh.engine.engine import Engine
 from hotmesh.engine.quorum import roll_call
 from hotmesh.engine.router import RetryPolicy
-from hotmesh.errors import ValidationError
-from hotmesh.providers import Delivery, Message
+from hotmesh.errors import ProviderError, ValidationError
+from hotmesh.providers import Delivery, Message, ReadRequest
 
 pytestmark = pytest.mark.anyio
 
@@ -139,3 +139,98 @@ async def test_a_final_transition_acks_its_delivery_and_the_router_does_not_ack_
     assert calls == ["work", "work"], "the router acked a delivery its transition already acked"
     assert await connection.stream.backlog("work", "g") == 0
     await connection.aclose()
+
+
+async def _lost_times(connection: Connection, stream: str, times: int) -> None:
+    """Take the stream's message ``times`` times without an outcome, as workers that died would."""
+    request = ReadRequest(stream, "g", "dying", visibility_timeout=timedelta(milliseconds=20))
+    for _ in range(times):
+        for _ in range(100):
+            if await connection.stream.read(request):
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.03)
+
+
+async def _serve_suspect(name: str, *, culprit: bool) -> tuple[list[int], list[str]]:
+    """A message lost three times (max_attempts=3) reaches a router; with ``culprit`` its earlier
+    probation left a marker, as when the probation's worker died."""
+    connection, engine = await _engine(name)
+    ran: list[int] = []
+    dead: list[str] = []
+
+    async def handler(delivery: Delivery) -> None:
+        ran.append(delivery.delivery_count)
+
+    async def on_dead(delivery: Delivery, exc: BaseException) -> None:
+        dead.append(f"{type(exc).__name__}: {exc}")
+
+    (message_id,) = await connection.stream.publish([Message("work", {"n": 1})])
+    await _lost_times(connection, "work", 3)
+    if culprit:
+        await connection.store.set_cached(f"hotmesh:probation:work:g:{message_id}", 4, ttl=None)
+    policy = RetryPolicy(max_attempts=3, initial_interval=timedelta(milliseconds=10))
+    await engine.serve("work", handler, group="g", retry=policy, on_dead_letter=on_dead,
+                       visibility_timeout=timedelta(milliseconds=50))  # fmt: skip
+    for _ in range(200):
+        if (ran or dead) and await connection.stream.backlog("work", "g") == 0:
+            break
+        await asyncio.sleep(0.02)
+    await engine.stop()
+    assert await connection.stream.backlog("work", "g") == 0
+    assert await connection.store.get_cached(f"hotmesh:probation:work:g:{message_id}") == (False, None)
+    return ran, dead
+
+
+async def test_a_task_lost_more_often_than_its_retries_runs_once_more_on_probation() -> None:
+    """A bystander of a crashing task: lost 3 times, it runs a 4th time (alone) and completes."""
+    ran, dead = await _serve_suspect("probation-ok", culprit=False)
+    assert ran == [4] and dead == []
+
+
+async def test_a_task_whose_probation_killed_its_worker_is_given_up_with_worker_lost() -> None:
+    """The culprit: its probation's marker is found, so it is dead-lettered (WorkerLostError
+    through the hook, the workflow or call fails) and never run again."""
+    ran, dead = await _serve_suspect("probation-lost", culprit=True)
+    assert ran == []
+    assert len(dead) == 1 and dead[0].startswith("WorkerLostError: work/") and "ran alone" in dead[0]
+
+
+class _StoreAway:
+    """A store whose cache cannot be reached (everything else forwards)."""
+
+    def __init__(self, inner: object) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+    async def get_cached(self, key: str) -> tuple[bool, object]:
+        raise ProviderError("store unreachable (test)")
+
+
+async def test_a_probation_the_store_cannot_record_is_not_the_tasks_failure() -> None:
+    """With the store away, a suspect is neither run nor dead-lettered: it waits for its
+    visibility timeout and is tried again later."""
+    connection, _ = await _engine("probation-away")
+    away = await Connection(connection.config, store=_StoreAway(connection.store), stream=connection.stream).open()  # type: ignore[arg-type]
+    engine = Engine(away)
+    ran: list[int] = []
+    dead: list[str] = []
+
+    async def handler(delivery: Delivery) -> None:
+        ran.append(delivery.delivery_count)
+
+    async def on_dead(delivery: Delivery, exc: BaseException) -> None:
+        dead.append(str(exc))
+
+    await connection.stream.publish([Message("work", {"n": 1})])
+    await _lost_times(connection, "work", 3)
+    policy = RetryPolicy(max_attempts=3, initial_interval=timedelta(milliseconds=10))
+    await engine.serve("work", handler, group="g", retry=policy, on_dead_letter=on_dead,
+                       visibility_timeout=timedelta(seconds=30))  # fmt: skip
+    await asyncio.sleep(0.3)
+    await engine.stop()
+    assert ran == [] and dead == []
+    assert await connection.stream.backlog("work", "g") == 1
+    assert await connection.stream.dead_letters("work", "g") == []

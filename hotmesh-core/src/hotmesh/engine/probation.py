@@ -28,7 +28,7 @@ import weakref
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
-from hotmesh.errors import WorkerLostError
+from hotmesh.errors import HotMeshError, WorkerLostError
 from hotmesh.providers import Delivery, Store
 
 log = logging.getLogger("hotmesh.engine")
@@ -49,6 +49,13 @@ def _process_lock() -> asyncio.Lock:
     return lock
 
 
+class ProbationUnavailable(HotMeshError):
+    """The store could not be asked about or told of a probation: not the task's fault, so
+    the router gives the delivery back instead of counting it as a failure."""
+
+    retryable = True
+
+
 class Probation:
     """Probation for the suspects of one (stream, group)."""
 
@@ -67,8 +74,13 @@ class Probation:
         probation of it ended with its worker dead."""
         async with _process_lock():
             marker = self._marker(delivery)
-            found, _ = await self.store.get_cached(marker)
+            try:
+                found, _ = await self.store.get_cached(marker)
+            except HotMeshError as exc:
+                raise ProbationUnavailable(f"probation of {self.stream_name}/{delivery.id}: {exc}") from exc
             if found:
+                with contextlib.suppress(Exception):  # given up on: the marker has served
+                    await self.store.delete_cached(marker)
                 raise WorkerLostError(
                     f"{self.stream_name}/{delivery.id} was delivered {delivery.delivery_count} times and never"
                     " finished: each worker that took it died or ran past the visibility timeout of"
@@ -79,7 +91,10 @@ class Probation:
                 "%s/%s came back %d times without finishing: running it alone (probation)",
                 self.stream_name, delivery.id, delivery.delivery_count,
             )  # fmt: skip
-            await self.store.set_cached(marker, delivery.delivery_count, ttl=MARKER_TTL)
+            try:
+                await self.store.set_cached(marker, delivery.delivery_count, ttl=MARKER_TTL)
+            except HotMeshError as exc:
+                raise ProbationUnavailable(f"probation of {self.stream_name}/{delivery.id}: {exc}") from exc
             try:
                 yield
             finally:

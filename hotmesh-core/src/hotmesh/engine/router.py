@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from hotmesh.engine.crashpoints import crashpoint
-from hotmesh.engine.probation import Probation
+from hotmesh.engine.probation import Probation, ProbationUnavailable
 from hotmesh.providers import Capability, Delivery, ReadRequest, Store, Stream
 
 log = logging.getLogger("hotmesh.engine")
@@ -200,6 +200,11 @@ class Router:
 
     async def _failed(self, delivery: Delivery, exc: Exception) -> None:
         attempt = delivery.delivery_count
+        if isinstance(exc, ProbationUnavailable):  # the store is away, not the task at fault:
+            # neither a failure nor a release (a quick redelivery would only count up); the
+            # visibility timeout brings it back once the store may answer again.
+            log.warning("%s; %s/%s comes back after its visibility timeout", exc, self.stream_name, delivery.id)
+            return
         try:
             if attempt >= self.retry.max_attempts:
                 text = "".join(traceback.format_exception(exc))
