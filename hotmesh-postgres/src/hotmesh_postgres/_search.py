@@ -43,7 +43,10 @@ from hotmesh.providers import (
     QueryResult,
     SearchField,
     Where,
+    check_search_value,
+    check_search_where,
     dumps,
+    is_number,
 )
 from hotmesh_postgres._base import PostgresProvider
 
@@ -63,10 +66,6 @@ def words(text: str) -> list[str]:
     return list(dict.fromkeys(w.lower() for w in _WORD.findall(text)))
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def _spec_to_json(spec: IndexSpec) -> str:
     return dumps(
         [[f.name, f.type.value, f.sortable, f.nostem] for f in spec.fields], "spec"
@@ -82,17 +81,10 @@ def _spec_from_json(name: str, raw: Any) -> IndexSpec:
 
 def _check_values(spec: IndexSpec, fields: Mapping[str, JSONValue]) -> None:
     """Search rule 2: indexed values must have the field's type; checked before any write."""
-    types = {f.name: f.type for f in spec.fields}
     for name, value in fields.items():
         if not isinstance(name, str):
             raise ValidationError(f"field names must be strings, got {name!r}")
-        kind = types.get(name)
-        if kind is None:
-            continue
-        if kind is FieldType.NUMERIC and not _is_number(value):
-            raise ValidationError(f"field {name!r} is NUMERIC: {value!r} is not a number")
-        if kind in (FieldType.TAG, FieldType.TEXT) and not isinstance(value, str):
-            raise ValidationError(f"field {name!r} is {kind.value}: {value!r} is not a string")
+        check_search_value(spec, name, value)
 
 
 def _key(field: SearchField) -> sql.Composable:
@@ -174,43 +166,32 @@ class _Compiler:
         self.fields = {f.name: f for f in spec.fields}
         self.params: list[Any] = []
 
-    def field(self, name: str) -> SearchField:
-        found = self.fields.get(name)
-        if found is None:
-            raise ValidationError(f"field {name!r} is not in the index spec")
-        return found
-
     def compile(self, where: Where) -> sql.Composable:
+        """SQL for a where clause already checked by ``check_search_where`` (fields exist,
+        operators fit their types, bounds are numbers): only the translation is left here."""
         if isinstance(where, And | Or):
             if not where.clauses:
                 return sql.SQL("true" if isinstance(where, And) else "false")
             joiner = sql.SQL(" AND " if isinstance(where, And) else " OR ")
             return sql.SQL("({})").format(joiner.join(self.compile(c) for c in where.clauses))
-        if isinstance(where, Condition):
-            return self.condition(where)
-        raise ValidationError(f"not a where clause: {where!r}")
+        assert isinstance(where, Condition)
+        return self.condition(where)
 
     def _bind(self, value: Any) -> sql.Composable:
         self.params.append(value)
         return sql.Placeholder()
 
-    def _number(self, name: str, value: object) -> sql.Composable:
-        if not _is_number(value):
-            raise ValidationError(f"field {name!r}: {value!r} is not a number")
+    def _number(self, value: object) -> sql.Composable:
         return sql.SQL("{}::numeric").format(self._bind(repr(value)))
 
     def condition(self, cond: Condition) -> sql.Composable:
-        spec = self.field(cond.field)
+        spec = self.fields[cond.field]
         op, kind, name = cond.op, spec.type, cond.field
         if op is Op.MATCH:
-            if kind is not FieldType.TEXT:
-                raise ValidationError(f"MATCH needs a TEXT field; {name!r} is {kind.value}")
             wanted = words(str(cond.value))
             if not wanted:
                 return sql.SQL("false")
             return sql.SQL("(words @> {}::jsonb)").format(self._bind(dumps({name: wanted})))
-        if kind is FieldType.TEXT:
-            raise ValidationError(f"field {name!r} is TEXT: only MATCH applies, not {op.value}")
         key = _key(spec)
         if op in (Op.EQ, Op.NE):
             if not self._fits(kind, cond.value):  # a value of another type never equals
@@ -221,8 +202,7 @@ class _Compiler:
             return sql.SQL("({} IS DISTINCT FROM {})").format(key, value)
         if op is Op.IN:
             values = cond.value
-            if not isinstance(values, (tuple, list)):
-                raise ValidationError(f"IN on {name!r} needs a tuple of values")
+            assert isinstance(values, (tuple, list))
             fitting = [v for v in values if self._fits(kind, v)]
             if not fitting:
                 return sql.SQL("false")
@@ -231,22 +211,14 @@ class _Compiler:
             else:
                 array = sql.SQL("{}::text[]").format(self._bind(list(fitting)))
             return sql.SQL("({} = ANY({}))").format(key, array)
-        if kind is not FieldType.NUMERIC:
-            raise ValidationError(f"{op.value} needs a NUMERIC field; {name!r} is {kind.value}")
         if op is Op.BETWEEN:
-            bounds = cond.value
-            if not isinstance(bounds, (tuple, list)) or len(bounds) != 2:
-                raise ValidationError(f"BETWEEN on {name!r} needs a (low, high) pair")
-            return sql.SQL("({} BETWEEN {} AND {})").format(
-                key, self._number(name, bounds[0]), self._number(name, bounds[1])
-            )
-        return sql.SQL("({} {} {})").format(
-            key, sql.SQL(_NUMERIC_OPS[op]), self._number(name, cond.value)
-        )
+            low, high = cond.value  # type: ignore[misc,str-unpack]
+            return sql.SQL("({} BETWEEN {} AND {})").format(key, self._number(low), self._number(high))
+        return sql.SQL("({} {} {})").format(key, sql.SQL(_NUMERIC_OPS[op]), self._number(cond.value))
 
     @staticmethod
     def _fits(kind: FieldType, value: Any) -> bool:
-        return _is_number(value) if kind is FieldType.NUMERIC else isinstance(value, str)
+        return is_number(value) if kind is FieldType.NUMERIC else isinstance(value, str)
 
     def _value(self, kind: FieldType, value: Any) -> sql.Composable:
         if kind is FieldType.NUMERIC:
@@ -484,6 +456,8 @@ class PostgresSearch(PostgresProvider):
         """
         if query.offset < 0 or query.limit < 0:
             raise ValidationError("offset and limit must be >= 0")
+        if query.where is not None:
+            check_search_where(spec, query.where)
         compiler = _Compiler(spec)
         where = compiler.compile(query.where) if query.where is not None else sql.SQL("true")
         order = self._order(compiler, query)
@@ -507,7 +481,9 @@ class PostgresSearch(PostgresProvider):
         by_id = sql.SQL('doc_id COLLATE "C"')
         if query.sort_by is None:
             return by_id
-        field = compiler.field(query.sort_by)
+        field = compiler.fields.get(query.sort_by)
+        if field is None:
+            raise ValidationError(f"field {query.sort_by!r} is not in the index spec")
         if not field.sortable:
             raise ValidationError(f"field {query.sort_by!r} is not sortable")
         direction = sql.SQL("DESC" if query.descending else "ASC")
