@@ -106,6 +106,10 @@ class Worker:
         Activities proxied by the workflows' modules (``workflow.proxy_activities``) are served
         too; ``activities`` registers more. ``activity_visibility_timeout`` is how long an
         activity taken by a process that died stays invisible before another worker runs it.
+        An activity must finish within it: one still running after it is delivered again (and
+        runs twice), and one delivered more often than its task's retry policy allows, each
+        time without an outcome, fails with ``WorkerLostError`` after a last run on probation
+        (:mod:`hotmesh.engine.probation`).
         """
         queue = rec.check_queue(task_queue)
         if isinstance(workflow, Mapping):
