@@ -67,6 +67,34 @@ async def test_sub_resubscribes_after_restart(private_redis: PrivateRedis) -> No
         await patterned.aclose()
 
 
+async def test_a_subscribe_that_failed_while_redis_was_down_does_not_block_the_next(
+    private_redis: PrivateRedis,
+) -> None:
+    """A subscribe sent while the server is down fails; once it is back, subscribing to the same
+    channel again works (it used to wait forever for a confirmation of the failed one: found by
+    the MeshCall crash test, whose callers retry exec with the same id during the outage)."""
+    async with RedisSub(private_redis.url, namespace="t_fault") as sub:
+        first = await sub.subscribe("warmup")  # the hub and its connection exist
+        private_redis.stop()
+        await anyio.sleep(1.0)  # the reader has seen the connection drop: SUBSCRIBE cannot be sent
+        with pytest.raises(ProviderError):
+            await sub.subscribe("result")
+        private_redis.start()
+        subscription = None
+        with anyio.move_on_after(40):  # without the fix every attempt waits for a lost confirmation
+            while subscription is None:  # until the client reconnects
+                try:
+                    subscription = await sub.subscribe("result")
+                except ProviderError:
+                    await anyio.sleep(0.2)
+        assert subscription is not None, "the channel never subscribed again after the restart"
+        await sub.publish("result", {"ok": True})
+        got = await subscription.get(5)
+        assert got is not None and got.payload == {"ok": True}
+        await subscription.aclose()
+        await first.aclose()
+
+
 async def test_info_reads_what_a_write_survives_from_the_server(private_redis: PrivateRedis) -> None:
     """B-9 / C9: the level follows the server's AOF settings as they change, so the kit's
     ``--hotmesh-require-durability`` lint judges the configuration actually running."""

@@ -103,11 +103,21 @@ class _Hub:
             confirmed = self._confirmed.get(sub.key)
             if confirmed is None:
                 confirmed = self._confirmed[sub.key] = asyncio.get_running_loop().create_future()
-                with self._owner.errors("subscribe"):
-                    if pattern:
-                        await self._pubsub.psubscribe(channel)
-                    else:
-                        await self._pubsub.subscribe(channel)
+                try:
+                    with self._owner.errors("subscribe"):
+                        if pattern:
+                            await self._pubsub.psubscribe(channel)
+                        else:
+                            await self._pubsub.subscribe(channel)
+                except BaseException:
+                    # Not subscribed (the server was unreachable): forget the channel, or the
+                    # next subscriber would wait on this confirmation, which never comes (a
+                    # reconnect re-subscribes only the channels the client recorded).
+                    listeners.discard(sub)
+                    if not listeners:
+                        del self._listeners[sub.key]
+                    self._confirmed.pop(sub.key, None)
+                    raise
                 if self._task is None or self._task.done():
                     self._task = asyncio.create_task(self._pump(), name="hotmesh-redis-sub")
         try:
