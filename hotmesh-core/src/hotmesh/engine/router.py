@@ -9,8 +9,9 @@ is released with exponential backoff and dead-lettered (keeping the error) after
 in an outcome or a failure: every worker that took it died or ran past its visibility timeout.
 It runs once more on probation (:mod:`hotmesh.engine.probation`); if that kills its worker too,
 it is dead-lettered with a WorkerLostError through the same hook, so its workflow or call fails
-instead of hanging or killing worker after worker (catalogue M-3, promise C6). On shutdown, in-flight work gets a grace period to finish; what
-is still running is cancelled and released at once so another engine takes it (never lost).
+instead of hanging or killing worker after worker (catalogue M-3, promise C6). On shutdown,
+in-flight work gets a grace period to finish; what is still running is cancelled and released
+at once so another engine takes it (never lost).
 """
 
 from __future__ import annotations
