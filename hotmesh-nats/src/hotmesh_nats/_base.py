@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Self
 import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.errors import AuthorizationError as NatsAuthorizationError
 from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext, api
@@ -77,7 +78,11 @@ class NatsProvider:
         async def remember(exc: Exception) -> None:
             # Instead of nats-py's default (a log line per reconnect attempt): the provider
             # reports errors itself. nats-py reports why each attempt failed (refused, "Authorization Violation", TLS)
-            # here and keeps retrying; the last reason goes into our error.
+            # here and keeps retrying; the last reason goes into our error, except that an
+            # authorization failure is kept over the connection resets that follow it (the
+            # server closes the socket after refusing: which one is reported last is a race).
+            if last and _is_auth_failure(last[0]) and not _is_auth_failure(exc):
+                return
             last[:] = [exc]
 
         try:
@@ -231,6 +236,11 @@ class NatsProvider:
                 f"nats {self.role} {operation} failed on {self.display_url}: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
+
+
+def _is_auth_failure(exc: BaseException) -> bool:
+    """The server refused the credentials (nats-py's AuthorizationError or the server's -ERR)."""
+    return isinstance(exc, NatsAuthorizationError) or "authorization" in str(exc).lower()
 
 
 async def _close_quietly(nc: Client) -> None:
