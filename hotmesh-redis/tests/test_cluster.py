@@ -66,12 +66,13 @@ PROVIDER_LEVEL = [f"hotmesh_conformance.suite.{m}" for m in ("test_provider", "t
 """The provider-level suites (~20 s on the cluster)."""
 
 
+@pytest.mark.timeout(900)  # the whole kit: ~4.5-6 min on 2 cores since issue 10's last fault tests (the child pytest has 900 s too)
 def test_kit_on_cluster(cluster: str) -> None:
     """The whole kit on the cluster: provider-level, MeshCall, MeshFlow, MeshData, faults, limits.
 
     Search comes from memory:// (RedisSearch is not offered on a cluster: the open-source query
     engine does not span nodes), so test_search and MeshData's finds run on the memory provider;
-    every other role is the cluster. ~2.5-3.5 min on the 2-core CI machine; it runs under
+    every other role is the cluster. ~4.5-6 min on the 2-core CI machine; it runs under
     CI=true and with HOTMESH_REDIS_FULL_KIT=1. Other local runs take the provider-level suites.
     """
     whole = full_kit() or in_ci()
