@@ -385,7 +385,10 @@ async def test_worker_killed_mid_activity_the_workflow_completes(
     started = [(handle, "slow-done:41")]
     await _check("worker_killed_mid_activity", make_provider, flow_config, flow_workers, started, [2], kills=[killed_at])
     slow_runs = flow_workers.runs("slow")
-    assert [r[0] for r in slow_runs] == [str(doomed.pid), str(rescuer.pid)]
+    # The doomed worker ran it first, then the rescuer (again if a loaded machine kept a run past
+    # the 2 s visibility timeout: at least once, C3); its result was written once (the check).
+    pids = [r[0] for r in slow_runs]
+    assert pids[0] == str(doomed.pid) and len(pids) >= 2 and set(pids[1:]) == {str(rescuer.pid)}, pids
     assert len({r[2] for r in slow_runs}) == 1, "the idempotency key changed between runs"
 
 
