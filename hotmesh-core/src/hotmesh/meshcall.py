@@ -395,7 +395,12 @@ async def _write_outcome(engine: Engine, delivery: Delivery, outcome: dict[str, 
     cache_key = body.get("cache_key")
     caches = isinstance(cache_key, str) and cache_ttl is not None
     # Without a cache entry to write, the outcome is the call's last durable effect: it may ack
-    # the delivery (the notification after it is best-effort: callers re-read after a quiet wait).
+    # the delivery and announce itself (the notification is best-effort: callers re-read after
+    # a quiet wait). With one, the caller is told only after the cache entry is written, so a
+    # ``flush`` issued once ``exec`` returned always finds (and drops) it: announcing first let
+    # a flush run before the entry existed and the entry appear after it. A crash in between
+    # is healed by redelivery, which finds the step DUPLICATE and writes the entry again.
+    notify = f"hm.result.{job_id}"
     result = await engine.transition(
         Transition(
             job_id,
@@ -404,21 +409,18 @@ async def _write_outcome(engine: Engine, delivery: Delivery, outcome: dict[str, 
             require={"status": "pending"},
             expire=cache_ttl or RESULT_GRACE,
             read=("status", "result", "error"),
-            notify=((f"hm.result.{job_id}", outcome),),
+            notify=() if caches else ((notify, outcome),),
         ),
         final=not caches,
     )
+    if result.status is TransitionStatus.REJECTED:  # flushed or expired meanwhile: nothing to tell
+        return
     if result.status is TransitionStatus.DUPLICATE:  # an earlier run wrote it: announce that one
         outcome = dict(result.fields)
-    if (
-        result.status is TransitionStatus.APPLIED
-        and outcome["status"] == "done"
-        and isinstance(cache_key, str)
-        and cache_ttl is not None
-    ):
-        await engine.connection.store.set_cached(cache_key, outcome["result"], ttl=cache_ttl)
-    if result.status is TransitionStatus.DUPLICATE:  # APPLIED announced it with the outcome
-        await engine.connection.sub.publish(f"hm.result.{job_id}", outcome)
+    if caches and outcome.get("status") == "done" and isinstance(cache_key, str) and cache_ttl is not None:
+        await engine.connection.store.set_cached(cache_key, outcome.get("result"), ttl=cache_ttl)
+    if caches or result.status is TransitionStatus.DUPLICATE:  # else the transition announced it
+        await engine.connection.sub.publish(notify, outcome)
 
 
 async def _handle(engine: Engine, topic: str, delivery: Delivery) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from hotmesh import MeshCall, errors, load_config
+from hotmesh import Connection, MeshCall, errors, load_config
 from hotmesh.config import HotMeshConfig
 from hotmesh.providers import Capability, Role
 from hotmesh_conformance._workers import CallWorkers
@@ -74,6 +74,47 @@ async def test_exec_returns_the_result_and_caches_by_id(mesh: HotMeshConfig) -> 
     assert await MeshCall.flush("kit.greet", id="x", connection=mesh) is True
     assert await MeshCall.exec("kit.greet", ["d"], connection=mesh, id="x", ttl="1 minute") == {"hello": "d"}
     assert runs == ["a", "b", "d"]
+
+
+class _SlowCacheStore:
+    """Forwards to a store; each cache write waits first (a slow network or a busy server)."""
+
+    def __init__(self, inner: Any, delay: float) -> None:
+        self._inner, self._delay = inner, delay
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def set_cached(self, key: str, value: Any, *, ttl: Any) -> None:
+        await asyncio.sleep(self._delay)
+        await self._inner.set_cached(key, value, ttl=ttl)
+
+
+async def test_a_flush_after_exec_returned_always_drops_the_cached_result(
+    mesh: HotMeshConfig, make_provider: Any
+) -> None:
+    """MeshCall: the caller learns the result only once it is cached, so a flush right after
+    exec returns finds it (CI once saw flush return False: the result was announced first and
+    the cache entry written after it, so the flush ran before, and the entry outlived it)."""
+    runs: list[str] = []
+
+    async def greet(name: str) -> dict[str, str]:
+        runs.append(name)
+        return {"hello": name}
+
+    conn = await Connection(
+        mesh,
+        store=_SlowCacheStore(await make_provider(Role.STORE), 0.3),  # type: ignore[arg-type]
+        stream=await make_provider(Role.STREAM),
+        sub=await make_provider(Role.SUB),
+    ).open()
+    await MeshCall.connect("kit.slowcache", greet, connection=conn)
+    for name in ("a", "b", "c"):
+        assert await MeshCall.exec("kit.slowcache", [name], connection=conn, id="y", ttl="1 minute") == {"hello": name}
+        assert await MeshCall.flush("kit.slowcache", id="y", connection=conn) is True
+    await asyncio.sleep(0.5)  # a late cache write would land now
+    assert await MeshCall.exec("kit.slowcache", ["d"], connection=conn, id="y", ttl="1 minute") == {"hello": "d"}
+    assert runs == ["a", "b", "c", "d"]
 
 
 async def test_remote_exception_reaches_the_caller_typed(mesh: HotMeshConfig) -> None:
