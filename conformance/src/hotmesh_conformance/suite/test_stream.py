@@ -1,4 +1,4 @@
-"""Stream rules 1-10 (hotmesh/providers/stream.py)."""
+"""Stream rules 1-11 (hotmesh/providers/stream.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from hotmesh.errors import CapabilityNotSupportedError
-from hotmesh.providers import Capability, Delivery, Message, ReadRequest
+from hotmesh.providers import Capability, Delivery, ExtendingStream, Message, ReadRequest
 from hotmesh_conformance.helpers import forbids, requires
 
 pytestmark = pytest.mark.anyio
@@ -260,3 +260,44 @@ async def test_unacked_message_survives_trim_and_is_redelivered(stream: Any) -> 
     await anyio.sleep(0.4)
     again = await read_n(stream, req(consumer="c2", visibility=short), 1)
     assert [d.id for d in again] == [mid], "Stream rule 4: the unacked message was lost"
+
+
+@requires(Capability.STREAM_EXTEND)
+async def test_extend_keeps_a_delivery_being_worked_on_from_redelivery(stream: Any) -> None:
+    """Stream rule 11: a delivery whose lease is renewed is not redelivered past its visibility
+    timeout; once renewals stop it comes back (count + 1, same id) after the timeout."""
+    assert isinstance(stream, ExtendingStream), "Stream rule 11: STREAM_EXTEND declared without extend()"
+    [mid] = await publish_n(stream, 1)
+    short = timedelta(milliseconds=600)
+    [first] = await read_n(stream, req(consumer="busy", visibility=short), 1)
+    for _ in range(5):  # 1.5 s of work, renewed every 0.3 s: 2.5 visibility timeouts
+        await anyio.sleep(0.3)
+        assert await stream.extend([first], visibility_timeout=short) == 1, "Stream rule 11: not renewed"
+        assert await stream.read(req(consumer="c2", visibility=short)) == [], "Stream rule 11: redelivered while renewed"
+    assert await stream.extend([], visibility_timeout=short) == 0
+    await anyio.sleep(0.3)
+    assert await stream.read(req(consumer="c2", visibility=short)) == [], "Stream rule 11: renewal cut short"
+    again = await read_n(stream, req(consumer="c2", visibility=short, block=timedelta(seconds=1)), 1)
+    assert [(d.id, d.delivery_count) for d in again] == [(mid, 2)], f"Stream rule 4 after 11: {again}"
+    assert await stream.ack("s", "g", [mid]) == 1
+
+
+@requires(Capability.STREAM_EXTEND)
+async def test_extend_renews_only_the_current_delivery(stream: Any) -> None:
+    """Stream rule 11: a lease lost to a redelivery stays lost, and an acked or dead-lettered
+    delivery is not renewed (the fence is the delivery count); neither counts as a delivery."""
+    [mid, dead] = await publish_n(stream, 2)
+    short = timedelta(milliseconds=300)
+    stale = await read_n(stream, req(consumer="slow", count=2, visibility=short), 2)
+    await anyio.sleep(0.6)
+    current = await read_n(stream, req(consumer="c2", count=2, visibility=LONG), 2)
+    assert sorted((d.id, d.delivery_count) for d in current) == sorted([(mid, 2), (dead, 2)])
+    assert await stream.extend(stale, visibility_timeout=LONG) == 0, "Stream rule 11: renewed a lost lease"
+    assert await stream.extend(current, visibility_timeout=LONG) == 2
+    by_id = {d.id: d for d in current}
+    assert await stream.ack("s", "g", [mid]) == 1
+    await stream.dead_letter(by_id[dead], "poison")
+    assert await stream.extend(current, visibility_timeout=LONG) == 0, "Stream rule 11: renewed a settled delivery"
+    assert await stream.backlog("s", "g") == 0
+    [letter] = await stream.dead_letters("s", "g")
+    assert (letter.id, letter.delivery_count) == (dead, 2), "Stream rule 11: extend counted as a delivery"

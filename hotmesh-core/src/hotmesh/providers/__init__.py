@@ -64,7 +64,7 @@ from hotmesh.providers._types import (
 )
 from hotmesh.providers.search import Search
 from hotmesh.providers.store import Store
-from hotmesh.providers.stream import Stream
+from hotmesh.providers.stream import ExtendingStream, Stream
 from hotmesh.providers.sub import Sub, SubMessage, Subscription
 
 __all__ = [
@@ -75,6 +75,7 @@ __all__ = [
     "Condition",
     "CreateResult",
     "DeadLetter",
+    "ExtendingStream",
     "Delivery",
     "FieldType",
     "Hit",

@@ -28,6 +28,10 @@ class Capability(enum.StrEnum):
     """All keys of one job share a hash slot (Redis Cluster)."""
     STREAM_DELAY = "stream.delay"
     """``Stream.release(..., delay=)`` defers redelivery."""
+    STREAM_EXTEND = "stream.extend"
+    """``Stream.extend`` keeps deliveries still being worked on from being redelivered (Stream
+    rule 11): the engine heartbeats long tasks, so a short visibility timeout (fast recovery
+    after a crash) does not cut off a long activity."""
     SUB_PATTERNS = "sub.patterns"
     """``Sub.subscribe(pattern, pattern=True)`` matches topics with ``*`` wildcards."""
     SEARCH_NATIVE_QUERY = "search.native_query"

@@ -43,6 +43,13 @@ class Stream(Provider, Protocol):
         acked yet (ready or pending). ``trim`` removes the oldest messages that every group has
         acked until at most ``max_length`` remain, and returns how many it removed; it never
         removes a message some group has not acked.
+    11. With STREAM_EXTEND declared, ``extend`` renews the lease of deliveries their consumer is
+        still working on: each one still pending *as that delivery* (same ``delivery_count``: not
+        acked, dead-lettered or redelivered since) is not redelivered before ``visibility_timeout``
+        from now, as if it had just been delivered; the others are left alone. It returns how many
+        it renewed, and never counts as a delivery. A stream without STREAM_EXTEND does not
+        define ``extend`` (or raises CapabilityNotSupportedError); the engine then relies on the
+        read's visibility timeout alone.
     """
 
     async def publish(self, messages: Sequence[Message], /) -> list[str]:
@@ -81,4 +88,18 @@ class Stream(Provider, Protocol):
 
     async def trim(self, stream: str, /, *, max_length: int) -> int:
         """Drop old fully-acked messages (rule 10)."""
+        ...
+
+
+@runtime_checkable
+class ExtendingStream(Stream, Protocol):
+    """A Stream that declares STREAM_EXTEND (Stream rule 11).
+
+    Kept out of :class:`Stream` so a plugin written without it still satisfies the contract.
+    Cf. SQS's ChangeMessageVisibility and JetStream's in-progress ack: a live worker renews
+    its lease, a dead one stops, so the visibility timeout can be short.
+    """
+
+    async def extend(self, deliveries: Sequence[Delivery], /, *, visibility_timeout: timedelta) -> int:
+        """Renew the lease of deliveries still pending as delivered (rule 11)."""
         ...

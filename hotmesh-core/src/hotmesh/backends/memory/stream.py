@@ -33,7 +33,7 @@ class MemoryStream(MemoryProvider):
     """Streams as ordered dicts; each group keeps a cursor and its pending entries."""
 
     role: ClassVar[str] = "stream"
-    declared: ClassVar[frozenset[Capability]] = frozenset({Capability.STREAM_DELAY})
+    declared: ClassVar[frozenset[Capability]] = frozenset({Capability.STREAM_DELAY, Capability.STREAM_EXTEND})
 
     def _stream(self, name: str) -> dict[str, Any]:
         streams: dict[str, Any] = self._data()
@@ -144,6 +144,18 @@ class MemoryStream(MemoryProvider):
                     released += 1
         self.database.notifier(self.namespace, stream).notify()
         return released
+
+    async def extend(self, deliveries: Sequence[Delivery], /, *, visibility_timeout: timedelta) -> int:
+        """Stream rule 11: fenced by the delivery count, so a lease lost to a redelivery stays lost."""
+        visible_at = time.time() + visibility_timeout.total_seconds()
+        renewed = 0
+        with self.database.lock:
+            for delivery in deliveries:
+                entry = self._group(delivery.message.stream, delivery.group)["pending"].get(int(delivery.id))
+                if entry is not None and entry["count"] == delivery.delivery_count:
+                    entry["visible_at"] = visible_at
+                    renewed += 1
+        return renewed
 
     async def dead_letter(self, delivery: Delivery, error: str, /) -> None:
         """Stream rule 8."""
