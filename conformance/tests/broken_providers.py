@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -41,6 +41,21 @@ class DroppingStream(_Renamed, MemoryStream):
         if got:
             await self.ack(request.stream, request.group, [d.id for d in got])
         return got
+
+
+class UnfencedStream(_Renamed, MemoryStream):
+    """Breaks Stream rule 11: extend renews any pending delivery of the id, even one that was
+    redelivered since, so a worker that lost its lease takes it back."""
+
+    async def extend(self, deliveries: Sequence[Delivery], /, *, visibility_timeout: timedelta) -> int:
+        with self.database.lock:
+            current = [
+                dataclasses.replace(d, delivery_count=entry["count"])
+                for d in deliveries
+                if (entry := self._group(d.message.stream, d.group)["pending"].get(int(d.id))) is not None
+            ]
+        renewed: int = await super().extend(current, visibility_timeout=visibility_timeout)
+        return renewed
 
 
 class TwiceStore(_Renamed, MemoryStore):

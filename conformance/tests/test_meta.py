@@ -15,10 +15,11 @@ HERE = Path(__file__).parent
 REGISTER = '''
 from hotmesh.providers import ProviderSpec, Role, default_registry
 
-_CAPS = {Role.STORE: ("store.ttl", "store.atomic_outbox"), Role.STREAM: ("stream.delay",),
+_CAPS = {Role.STORE: ("store.ttl", "store.atomic_outbox"), Role.STREAM: ("stream.delay", "stream.extend"),
          Role.SEARCH: ("search.sort",)}
 for _role, _name, _cls in [
     (Role.STREAM, "dropping-stream", "DroppingStream"),
+    (Role.STREAM, "unfenced-stream", "UnfencedStream"),
     (Role.STORE, "twice-store", "TwiceStore"),
     (Role.STORE, "leaky-timer-store", "LeakyTimerStore"),
     (Role.STORE, "dead-store", "DeadStore"),
@@ -61,6 +62,17 @@ def test_catches_stream_that_drops_unacked(kit: pytest.Pytester) -> None:
         "FAILED *::test_unacked_message_is_redelivered_after_visibility_timeout*",
         "FAILED *::test_release_makes_pending_deliverable_now*",
     ])
+
+
+def test_catches_stream_whose_extend_ignores_the_delivery_count(kit: pytest.Pytester) -> None:
+    """Stream rule 11: renewing a lease lost to a redelivery fails the fence test and the machine."""
+    result = run(kit, "--pyargs", "hotmesh_conformance.suite.test_stream", "hotmesh_conformance.suite.test_stateful",
+                 "--hotmesh-stream-url=unfenced-stream://", "-k", "extend or stream_machine")
+    result.stdout.fnmatch_lines_random([
+        "FAILED *::test_extend_renews_only_the_current_delivery*",
+        "FAILED *::test_stream_machine*",
+    ])
+    assert "test_extend_keeps_a_delivery_being_worked_on_from_redelivery" not in result.stdout.str().split("short test summary")[-1]
 
 
 def test_catches_store_without_idempotency(kit: pytest.Pytester) -> None:

@@ -14,7 +14,7 @@ from hotmesh.engine.engine import Engine
 from hotmesh.engine.quorum import roll_call
 from hotmesh.engine.router import RetryPolicy
 from hotmesh.errors import ProviderError, ValidationError
-from hotmesh.providers import Delivery, Message, ReadRequest
+from hotmesh.providers import Capability, Delivery, Message, ReadRequest
 
 pytestmark = pytest.mark.anyio
 
@@ -234,3 +234,49 @@ async def test_a_probation_the_store_cannot_record_is_not_the_tasks_failure() ->
     assert ran == [] and dead == []
     assert await connection.stream.backlog("work", "g") == 1
     assert await connection.stream.dead_letters("work", "g") == []
+
+
+async def _run_long_task(name: str, *, extend: bool) -> list[tuple[str, int]]:
+    """Two engines serve one stream with a 0.3 s visibility timeout; a task takes 1.2 s."""
+    connection, engine = await _engine(name)
+    other = Engine(connection)
+    runs: list[tuple[str, int]] = []
+
+    def handler_of(who: str) -> object:
+        async def handler(delivery: Delivery) -> None:
+            runs.append((who, delivery.delivery_count))
+            await asyncio.sleep(1.2)
+
+        return handler
+
+    if not extend:  # a stream without rule 11: the router must not try to renew
+        stream = connection.stream
+        setattr(stream, "declared", stream.capabilities - {Capability.STREAM_EXTEND})  # noqa: B010
+    lease = timedelta(milliseconds=300)
+    await engine.serve("long", handler_of("first"), group="g", visibility_timeout=lease)  # type: ignore[arg-type]
+    await connection.stream.publish([Message("long", {"n": 1})])
+    for _ in range(100):
+        if runs:
+            break
+        await asyncio.sleep(0.01)
+    await other.serve("long", handler_of("second"), group="g", visibility_timeout=lease)  # type: ignore[arg-type]
+    for _ in range(300):
+        if await connection.stream.backlog("long", "g") == 0:
+            break
+        await asyncio.sleep(0.02)
+    await asyncio.gather(engine.stop(), other.stop())
+    await connection.aclose()
+    return runs
+
+
+async def test_a_task_longer_than_its_visibility_timeout_keeps_its_lease_and_runs_once() -> None:
+    """Stream rule 11: the router renews the lease of a task running past a third of its
+    visibility timeout, so a 1.2 s task with a 0.3 s lease is not handed to the other engine."""
+    assert await _run_long_task("lease-kept", extend=True) == [("first", 1)]
+
+
+async def test_without_stream_extend_a_long_task_is_redelivered() -> None:
+    """The control: the same task on a stream that cannot renew comes back to the other engine
+    after the visibility timeout (at least once), which is what the heartbeat prevents."""
+    runs = await _run_long_task("lease-lost", extend=False)
+    assert runs[0] == ("first", 1) and len(runs) > 1, runs

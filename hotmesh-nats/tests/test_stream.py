@@ -120,3 +120,41 @@ async def test_ack_from_another_instance(stream: NatsStream, namespace: str) -> 
     async with NatsStream("nats://127.0.0.1:4222", namespace=namespace, options={}) as other:
         assert await other.ack("q", "g", [mid]) == 1
     assert await stream.backlog("q", "g") == 0
+
+
+async def test_extend_is_fenced_per_process(stream: NatsStream, namespace: str) -> None:
+    """Rule 11: a delivery read by another process is unknown here, so it is not renewed (the
+    server's +WPI would renew whatever delivery is pending); its own reader still can."""
+    [mid] = await stream.publish([Message("q", {"x": 1})])
+    short = timedelta(milliseconds=500)
+    [d] = await stream.read(ReadRequest("q", "g", "c1", visibility_timeout=short))
+    async with NatsStream("nats://127.0.0.1:4222", namespace=namespace, options={}) as other:
+        assert await other.extend([d], visibility_timeout=short) == 0
+    assert await stream.extend([d, d], visibility_timeout=short) == 2, "each occurrence counts"
+    await anyio.sleep(0.8)
+    [again] = await stream.read(
+        ReadRequest("q", "g", "c2", visibility_timeout=short, block=timedelta(seconds=1))
+    )
+    assert (again.id, again.delivery_count) == (mid, 2)
+    assert await stream.extend([d], visibility_timeout=short) == 0, "renewed a lost lease"
+    assert await stream.ack("q", "g", [mid]) == 1
+
+
+async def test_extend_after_the_consumer_is_gone(stream: NatsStream, namespace: str) -> None:
+    """Rule 11: when another process purged the namespace, the delivery is gone: 0, no error."""
+    await stream.publish([Message("q", {"x": 1})])
+    [d] = await stream.read(req())
+    async with NatsStream("nats://127.0.0.1:4222", namespace=namespace, options={}) as other:
+        await other.purge()
+    assert await stream.extend([d], visibility_timeout=VIS) == 0
+
+
+def test_delivery_count_of_ack_subjects() -> None:
+    """Both ack subject layouts JetStream uses carry the delivery count; others give None."""
+    from hotmesh_nats.stream import _delivered
+
+    assert _delivered("$JS.ACK.hotmesh_t.c.3.7.9.1700000000000000000.0") == 3
+    assert _delivered("$JS.ACK.dom.ACC.hotmesh_t.c.4.7.9.1700000000000000000.0.rnd") == 4
+    assert _delivered("$JS.ACK.dom.ACC.hotmesh_t.c.5.7.9.1700000000000000000.0") == 5
+    assert _delivered("_INBOX.abc") is None
+    assert _delivered("$JS.ACK.hotmesh_t.c.x.7.9.1.0") is None

@@ -8,6 +8,7 @@ examples never see each other and shrinking stays valid (reliability.md section 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from datetime import timedelta
@@ -18,6 +19,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from hotmesh.providers import (
+    Capability,
+    Delivery,
     Message,
     NewJob,
     ReadRequest,
@@ -125,7 +128,8 @@ class StoreMachine(PortalMachine):
 
 
 class StreamMachine(PortalMachine):
-    """Stream rules 2, 3, 5, 6, 9, 10 against a model of unread, pending and released ids."""
+    """Stream rules 2, 3, 5, 6, 9, 10 (and 11 with STREAM_EXTEND) against a model of unread,
+    pending and released ids."""
 
     role = Role.STREAM
 
@@ -136,6 +140,7 @@ class StreamMachine(PortalMachine):
         self.pending: dict[str, int] = {}
         self.released: dict[str, int] = {}
         self.acked: set[str] = set()
+        self.handed_out: list[Delivery] = []
 
     def _request(self, consumer: str, count: int) -> ReadRequest:
         return ReadRequest("s", "g", consumer, count=count, visibility_timeout=timedelta(minutes=5))
@@ -165,6 +170,7 @@ class StreamMachine(PortalMachine):
                 self.unread.pop(0)
                 assert d.delivery_count == 1, f"Stream rule 4: first delivery count {d.delivery_count}"
             self.pending[d.id] = d.delivery_count
+            self.handed_out.append(d)
 
     @precondition(lambda self: self.pending or self.acked)
     @rule(data=st.data())
@@ -182,6 +188,19 @@ class StreamMachine(PortalMachine):
         n = self.run(self.provider.release, "s", "g", [mid])
         assert n == 1, f"Stream rule 9: release({mid}) returned {n}"
         self.released[mid] = self.pending.pop(mid)
+
+    @precondition(
+        lambda self: Capability.STREAM_EXTEND in self.provider.capabilities
+        and any(d.id not in self.released for d in self.handed_out)
+    )
+    @rule(data=st.data())
+    def extend(self, data: st.DataObject) -> None:
+        # Any delivery ever handed out except one released now (renewing it is not defined):
+        # current ones are renewed, acked and superseded ones are fenced off by their count.
+        d = data.draw(st.sampled_from([d for d in self.handed_out if d.id not in self.released]), label="delivery")
+        n = self.run(functools.partial(self.provider.extend, visibility_timeout=timedelta(minutes=5)), [d])
+        want = 1 if self.pending.get(d.id) == d.delivery_count else 0
+        assert n == want, f"Stream rule 11: extend({d.id} #{d.delivery_count}) returned {n}, not {want}"
 
     @invariant()
     def counts(self) -> None:

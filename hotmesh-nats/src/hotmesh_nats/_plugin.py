@@ -13,7 +13,7 @@ _PROVIDERS = {
     ),
     Role.STREAM: (
         "hotmesh_nats.stream:NatsStream",
-        ("stream.delay", "provider.multi_process", "provider.durable"),
+        ("stream.delay", "stream.extend", "provider.multi_process", "provider.durable"),
         "JetStream durable pull consumers; dead letters in the same stream",
     ),
     Role.SUB: (

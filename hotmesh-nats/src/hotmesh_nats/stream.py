@@ -16,6 +16,10 @@ group, so in practice the update happens once.
 Dead letters (rule 7) are decided client-side from the delivery count JetStream puts in each
 message's metadata, so ``max_deliveries`` may differ per read like the contract says; the
 consumer's own ``max_deliver`` is unlimited (a server-side limit would strand messages).
+
+Leases (rule 11, STREAM_EXTEND): ``extend`` sends JetStream's in-progress ack (``+WPI``), which
+restarts the delivery's ``ack_wait``. The server does not check which delivery a ``+WPI`` names,
+so the fence (same ``delivery_count``) is kept by this process over the deliveries it handed out.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from datetime import timedelta
 from typing import Any
 
 from nats.aio.msg import Msg
+from nats.errors import NoRespondersError
 from nats.js import api
 from nats.js.errors import NotFoundError
 
@@ -53,7 +58,12 @@ class NatsStream(NatsProvider):
 
     role = "stream"
     declared = frozenset(
-        {Capability.STREAM_DELAY, Capability.MULTI_PROCESS, Capability.DURABLE}
+        {
+            Capability.STREAM_DELAY,
+            Capability.STREAM_EXTEND,
+            Capability.MULTI_PROCESS,
+            Capability.DURABLE,
+        }
     )
 
     def __init__(self, url: str, *, namespace: str, options: Any) -> None:
@@ -290,6 +300,63 @@ class NatsStream(NatsProvider):
             payload = b"-NAK " + json.dumps({"delay": int(delay.total_seconds() * 1e9)}).encode()
         return await self._settle(stream, group, ids, payload, forget=False)
 
+    async def extend(
+        self, deliveries: Sequence[Delivery], /, *, visibility_timeout: timedelta
+    ) -> int:
+        """Renew leases with in-progress acks (``+WPI``), fenced by delivery count (rule 11).
+
+        Only deliveries this instance handed out and still holds *as that delivery* are renewed:
+        the ack subject kept for the id must carry the same delivery count. One acked or
+        dead-lettered is gone from ``_pending``; one redelivered since (read here again) has a
+        newer subject. Both are left alone, so a worker that lost its lease cannot take it back.
+        Deliveries read by another process are unknown here and count 0: JetStream's ``+WPI``
+        does not check the delivery (it renews whatever delivery of that sequence is pending),
+        so it is only sent where this process can vouch for it, and the fence is per process.
+
+        ``ack_wait`` belongs to the consumer: a ``+WPI`` restarts the delivery's timer for the
+        consumer's ``ack_wait``, not for ``visibility_timeout``. The two agree when, as the
+        router does, ``extend`` is given the visibility timeout of the group's reads (a read sets
+        the consumer's ``ack_wait`` to it). ``+WPI`` leaves the delivery count alone, so this is
+        not a delivery.
+
+        One request per distinct delivery, sent together (one round trip); each awaits the
+        server's reply like ``_send`` does for acks, so a read that follows sees the renewal
+        (a bare publish could reach the server after its redelivery timer fired).
+        """
+        if visibility_timeout < timedelta(0):
+            raise ValidationError(
+                f"extend visibility_timeout must not be negative, got {visibility_timeout}"
+            )
+        _ = self.nc
+        # (stream, group, seq) -> (reply subject, how many times it was named): duplicates
+        # count each time, like the reference, but cost one request.
+        held: dict[tuple[str, str, int], tuple[str, int]] = {}
+        for delivery in deliveries:
+            stream, group, seq = delivery.message.stream, delivery.group, _seq(delivery.id)
+            reply = self._pending.get((stream, group), {}).get(seq)
+            if reply is None or _delivered(reply) != delivery.delivery_count:
+                continue
+            times = held.get((stream, group, seq), (reply, 0))[1]
+            held[(stream, group, seq)] = (reply, times + 1)
+        if not held:
+            return 0
+        async with self.errors("extend"):
+            sent = await asyncio.gather(*(self._renew(reply) for reply, _ in held.values()))
+        renewed = 0
+        for ((stream, group, seq), (reply, times)), ok in zip(held.items(), sent, strict=True):
+            # Settled or redelivered here while the +WPI was in flight: the lease is not ours.
+            if ok and self._pending.get((stream, group), {}).get(seq) == reply:
+                renewed += times
+        return renewed
+
+    async def _renew(self, reply: str) -> bool:
+        """Send one ``+WPI``; False when nobody answers (the consumer is gone, and its deliveries)."""
+        try:
+            await self._send(reply, b"+WPI")
+        except NoRespondersError:
+            return False
+        return True
+
     # ---------------------------------------------------------------- dead letters
     async def dead_letter(self, delivery: Delivery, error: str, /) -> None:
         """Record the delivery as a dead letter, then ack it (Stream rule 8)."""
@@ -468,6 +535,27 @@ def _encode(message: Message) -> str:
 def _decode(stream: str, data: bytes) -> Message:
     envelope = json.loads(data)
     return Message(stream=stream, body=envelope.get("b", {}), headers=envelope.get("h", {}))
+
+
+def _delivered(reply: str) -> int | None:
+    """The delivery count carried by a JetStream ack subject (None if it is not one).
+
+    ``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>`` (9 tokens), or with
+    a domain and account hash after ``$JS.ACK`` (11 or 12 tokens), as nats-py parses it.
+    """
+    tokens = reply.split(".")
+    if tokens[:2] != ["$JS", "ACK"]:
+        return None
+    if len(tokens) == 9:
+        index = 4
+    elif len(tokens) >= 11:
+        index = 6
+    else:
+        return None
+    try:
+        return int(tokens[index])
+    except ValueError:
+        return None
 
 
 def _seq(raw: str) -> int:

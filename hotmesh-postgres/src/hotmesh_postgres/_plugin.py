@@ -33,7 +33,7 @@ def specs() -> list[ProviderSpec]:
             schemes=_SCHEMES,
             factory="hotmesh_postgres._stream:PostgresStream",
             distribution=_DIST,
-            capabilities=(Capability.STREAM_DELAY.value, Capability.DURABLE.value, *common),
+            capabilities=(Capability.STREAM_DELAY.value, Capability.STREAM_EXTEND.value, Capability.DURABLE.value, *common),
             description="queue table with FOR UPDATE SKIP LOCKED, woken by LISTEN/NOTIFY",
         ),
         ProviderSpec(

@@ -67,11 +67,16 @@ def message_ids(ids: Sequence[str]) -> list[int]:
 
 
 class PostgresStream(PostgresProvider):
-    """Durable consumer-group queues on PostgreSQL (Stream rules 1-10)."""
+    """Durable consumer-group queues on PostgreSQL (Stream rules 1-11)."""
 
     role: ClassVar[str] = "stream"
     declared: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.STREAM_DELAY, Capability.MULTI_PROCESS, Capability.DURABLE}
+        {
+            Capability.STREAM_DELAY,
+            Capability.STREAM_EXTEND,
+            Capability.MULTI_PROCESS,
+            Capability.DURABLE,
+        }
     )
 
     def __init__(self, url: str, *, namespace: str = "hotmesh", options: Any = None) -> None:
@@ -209,6 +214,39 @@ class PostgresStream(PostgresProvider):
             query, (seconds, stream, group, keys, self.names.stream_channel, stream)
         )
         return int(row[0])
+
+    async def extend(self, deliveries: Sequence[Delivery], /, *, visibility_timeout: timedelta) -> int:
+        """Renew the lease of deliveries still pending as delivered (Stream rule 11).
+
+        One UPDATE joined to the keys unnested from four arrays, whatever streams and groups they
+        name. The delivery count is the fence: an acked or dead-lettered row is gone and a
+        redelivered one carries a higher count, so a worker that lost its lease cannot take it
+        back (under READ COMMITTED a row a concurrent read is redelivering is re-checked after
+        that read commits, with its new count). ``delivery_count > 0`` keeps a never-delivered
+        row (count 0) from being hidden. Only ``visible_at`` moves, on the server's
+        ``clock_timestamp()`` as ``stream_read`` sets it; count and consumer stay, so this is
+        not a delivery, and there is nothing to NOTIFY: no row becomes visible sooner.
+        """
+        vt = _seconds(visibility_timeout, "visibility_timeout")
+        keys: dict[tuple[str, str, int, int], None] = {}
+        for delivery in deliveries:
+            for msg_id in message_ids([delivery.id]):
+                keys[(delivery.message.stream, delivery.group, msg_id, int(delivery.delivery_count))] = None
+        if not keys:
+            return 0
+        # Deduplicated: a delivery listed twice is renewed (and counted) once. Sorted, so the
+        # usual nested loop over the keys locks rows in key order; should a deadlock with
+        # another multi-row statement still occur, it is an OperationalError that _run retries
+        # once (renewing twice is harmless).
+        streams, groups, msg_ids, counts = (list(column) for column in zip(*sorted(keys), strict=True))
+        query = sql.SQL(
+            "UPDATE {} d SET visible_at = clock_timestamp() + make_interval(secs => %s)"
+            " FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::integer[])"
+            " AS k(stream, grp, msg_id, delivery_count)"
+            " WHERE d.stream = k.stream AND d.grp = k.grp AND d.msg_id = k.msg_id"
+            " AND d.delivery_count = k.delivery_count AND d.delivery_count > 0"
+        ).format(self.names.qualified("deliveries"))
+        return await self._execute(query, (vt, streams, groups, msg_ids, counts))
 
     async def dead_letter(self, delivery: Delivery, error: str, /) -> None:
         """Move a pending delivery to the dead letters and ack it (Stream rule 8)."""

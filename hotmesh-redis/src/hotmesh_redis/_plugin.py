@@ -14,7 +14,7 @@ _CLASSES = {
     ),
     Role.STREAM: (
         "hotmesh_redis.stream:RedisStream",
-        (*_BASE, "stream.delay"),
+        (*_BASE, "stream.delay", "stream.extend"),
         "Redis Streams consumer groups with XREADGROUP BLOCK, dead letters, delayed release",
     ),
     Role.SUB: (

@@ -1,6 +1,14 @@
 """Lua scripts of the stream. Keys of one stream share the hash tag ``{ns:s:<stream>}``:
-the stream, and per group a zset of released ids (score: ready at, ms) and a dead-letter
-stream. The server clock (TIME) decides readiness, so every consumer agrees."""
+the stream, and per group a zset of pending ids (score: when each becomes deliverable again,
+ms) and a dead-letter stream. The server clock (TIME) decides readiness, so every consumer
+agrees.
+
+The zset is the lease of each pending delivery (what ``visible_at`` is to the memory backend):
+a delivery sets it to now + the reader's visibility timeout, ``release`` to now + its delay,
+``extend`` to now + its visibility timeout; every ack removes it. A delivery's own timeout thus
+decides its redelivery (Stream rule 4), whatever timeout later readers pass. Pending entries
+without a score (handed out by the caller's XREADGROUP BLOCK, which cannot run in a script, or
+by an older version) fall back to the idle-time scan: stale once idle for the reader's timeout."""
 
 from __future__ import annotations
 
@@ -33,9 +41,11 @@ end
 
 # KEYS: stream, rel, dl. ARGV: group, consumer, count, visibility ms, max deliveries (-1: none),
 # ensure group (1/0), scan for stale entries (1/0). Returns {{{id, fields, delivery count}...},
-# ms until something may become ready (-1: never)}. The caller asks for the group only on its
-# first read and for the stale scan (XPENDING IDLE, the costly part) only now and then: both are
-# server work on every read otherwise.
+# ms until a lease ends (-1: none), ms until an entry without a lease goes stale (-1: none or no
+# scan)}. Entries whose lease ended come first, then (on a scan) stale entries without a lease,
+# then new ones; each delivery gets a lease. The caller asks for the group only on its first read
+# and for the stale scan (XPENDING IDLE, the costly part) only now and then: both are server work
+# on every read otherwise.
 READ = (
     """
 local s, rel, dl = KEYS[1], KEYS[2], KEYS[3]
@@ -57,9 +67,13 @@ local function take(id)
     return
   end
   local c = redis.call('XCLAIM', s, group, consumer, 0, id)
-  redis.call('ZREM', rel, id)
-  if #c > 0 and c[1] then out[#out + 1] = {c[1][1], c[1][2], n + 1}
-  else redis.call('XACK', s, group, id) end
+  if #c > 0 and c[1] then
+    redis.call('ZADD', rel, now + vis, id)
+    out[#out + 1] = {c[1][1], c[1][2], n + 1}
+  else
+    redis.call('ZREM', rel, id)
+    redis.call('XACK', s, group, id)
+  end
 end
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', rel, '-inf', now, 'LIMIT', 0, count)) do
   if #out >= count then break end
@@ -85,11 +99,14 @@ if #out < count then
   if r then
     for _, e in ipairs(r[1][2]) do
       if maxd >= 0 and 1 > maxd then deadletter(e[1], e[2], 0, 'max deliveries exceeded')
-      else out[#out + 1] = {e[1], e[2], 1} end
+      else
+        redis.call('ZADD', rel, now + vis, e[1])
+        out[#out + 1] = {e[1], e[2], 1}
+      end
     end
   end
 end
-local wait = -1
+local wait, stale = -1, -1
 local nxt = redis.call('ZRANGEBYSCORE', rel, '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
 if #nxt > 0 then wait = tonumber(nxt[2]) - now end
 if scan then
@@ -97,11 +114,11 @@ if scan then
     if not redis.call('ZSCORE', rel, e[1]) then
       local left = vis - e[3]
       if left < 1 then left = 1 end
-      if wait < 0 or left < wait then wait = left end
+      if stale < 0 or left < stale then stale = left end
     end
   end
 end
-return {out, wait}
+return {out, wait, stale}
 """
 )
 
@@ -113,7 +130,8 @@ redis.call('ZREM', KEYS[2], unpack(ARGV, 2))
 return n
 """
 
-# KEYS: stream, rel. ARGV: group, delay ms, ids... Returns how many were pending.
+# KEYS: stream, rel. ARGV: group, delay ms, ids... Returns how many were pending. The new
+# lease replaces the delivery's (Stream rule 9).
 RELEASE = (
     _NOW
     + """
@@ -123,6 +141,31 @@ for i = 3, #ARGV do
   if type(p) == 'table' and p.err == nil and #p > 0 then
     redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[i])
     n = n + 1
+  end
+end
+return n
+"""
+)
+
+# KEYS: stream, rel. ARGV: group, visibility ms, then (id, delivery count) pairs. Returns how many
+# leases it renewed (Stream rule 11). The delivery count is the fence: an entry acked,
+# dead-lettered (no longer pending) or handed out again since (a higher count) is left alone.
+# XCLAIM JUSTID to the current owner resets the idle time without counting a delivery (the
+# count XPENDING reports, which reads return, stays the same), so XPENDING keeps showing when the
+# worker last spoke and long tasks do not crowd the idle-time scan; the lease decides.
+EXTEND = (
+    _NOW
+    + """
+local s, rel, group, vis = KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2])
+local n = 0
+for i = 3, #ARGV - 1, 2 do
+  local id = ARGV[i]
+  local p = redis.pcall('XPENDING', s, group, id, id, 1)
+  if type(p) == 'table' and p.err == nil and #p > 0 and p[1][4] == tonumber(ARGV[i + 1]) then
+    if #redis.call('XCLAIM', s, group, p[1][2], 0, id, 'JUSTID') > 0 then
+      redis.call('ZADD', rel, now + vis, id)
+      n = n + 1
+    end
   end
 end
 return n

@@ -1,8 +1,9 @@
-"""RedisStream: Redis Streams with consumer groups (Stream rules 1-10).
+"""RedisStream: Redis Streams with consumer groups (Stream rules 1-11).
 
 Keys (``ns`` the namespace): ``hm:q:{ns:s:<stream>}`` the stream, ``...:rel:<group>`` a zset of
-released ids (score: ready at, ms; STREAM_DELAY) and ``...:dl:<group>`` the dead letters. One
-hash tag per stream, so every script touches one slot (Redis Cluster).
+the group's pending ids by when each becomes deliverable again (ms: the lease a delivery, a
+release or an extend set; see ``_stream_lua``) and ``...:dl:<group>`` the dead letters. One hash
+tag per stream, so every script touches one slot (Redis Cluster).
 """
 
 from __future__ import annotations
@@ -60,8 +61,8 @@ class RedisStream(RedisProvider):
 
     @property
     def capabilities(self) -> frozenset[Capability]:
-        """Redis streams add delayed release."""
-        return self.base_capabilities | {Capability.STREAM_DELAY}
+        """Redis streams add delayed release and lease renewal (both set a pending id's score)."""
+        return self.base_capabilities | {Capability.STREAM_DELAY, Capability.STREAM_EXTEND}
 
     @property
     def closed(self) -> bool:
@@ -83,7 +84,7 @@ class RedisStream(RedisProvider):
         return self._skeys(stream, group)[:2]
 
     async def _on_open(self, client: Client) -> None:
-        for name in ("READ", "ACK", "RELEASE", "DEAD_LETTER", "BACKLOG", "TRIM"):
+        for name in ("READ", "ACK", "RELEASE", "EXTEND", "DEAD_LETTER", "BACKLOG", "TRIM"):
             self._scripts[name] = client.register_script(getattr(lua, name))
         # Blocking reads get their own pool without a read timeout: a BLOCK may outlast it.
         self._blocking = make_client(self.settings, blocking=True)
@@ -122,7 +123,8 @@ class RedisStream(RedisProvider):
         return ids
 
     async def read(self, request: ReadRequest, /) -> list[Delivery]:
-        """Released, stale, then new entries in one script; then XREADGROUP BLOCK (rules 2-7)."""
+        """Entries whose lease ended, stale, then new ones in one script; then XREADGROUP BLOCK
+        (rules 2-7)."""
         r = request
         if r.count < 1:
             raise ValidationError(f"ReadRequest.count must be >= 1, got {r.count}")
@@ -130,10 +132,11 @@ class RedisStream(RedisProvider):
         maxd = -1 if r.max_deliveries is None else r.max_deliveries
         vis_ms = max(1, _ms(r.visibility_timeout))
         deadline = time.monotonic() + r.block.total_seconds()
-        # Stale entries (a dead consumer's) are looked for at most every quarter visibility
-        # timeout (capped at 1 s): the scan is most of a read's server work, and a busy reader
-        # reads far more often. A scan also tells how long until a pending entry goes stale, so
-        # an idle reader blocks until then and scans again.
+        # Every read hands out entries whose lease ended (a cheap zset range). Entries without a
+        # lease (see _stream_lua) are looked for at most every quarter visibility timeout (capped
+        # at 1 s): that scan is most of a read's server work, and a busy reader reads far more
+        # often. A read tells how long until the next lease ends, a scan how long until an entry
+        # without one goes stale, so an idle reader blocks until then and reads again.
         scan_every = min(1.0, vis_ms / 4000)
         while True:
             now = time.monotonic()
@@ -143,15 +146,17 @@ class RedisStream(RedisProvider):
             ensure = group_key not in self._groups
             args = [r.group, r.consumer, r.count, vis_ms, maxd, int(ensure), int(scan)]
             try:
-                out, wait = await self._run("READ", keys, args)
+                out, wait, stale = await self._run("READ", keys, args)
             except ProviderError as exc:
                 if ensure or "NOGROUP" not in str(exc):
                     raise
                 self._groups.discard(group_key)  # the group was deleted (a purge): make it again
                 continue
             self._groups.add(group_key)
-            if scan:  # remember when the scan said something may become ready
-                self._scanned[group_key] = (now, now + wait / 1000 if wait >= 0 else None)
+            if scan:  # remember when the scan said an entry without a lease may go stale
+                self._scanned[group_key] = (now, now + stale / 1000 if stale >= 0 else None)
+            if stale >= 0 and (wait < 0 or stale < wait):
+                wait = stale
             if out:
                 return [
                     Delivery(
@@ -170,6 +175,10 @@ class RedisStream(RedisProvider):
                 continue
             found = await self._block(keys[0], r, block_ms)
             if found:
+                # No lease for these: a blocking command cannot run in a script, and one more
+                # round trip on the path of every woken reader is not worth it. The idle-time
+                # scan covers them (stale once idle for the reader's timeout; the router reads a
+                # group with one timeout), and an ``extend`` gives them a lease.
                 return found
 
     async def _block(self, key: str, r: ReadRequest, block_ms: int) -> list[Delivery]:
@@ -208,6 +217,23 @@ class RedisStream(RedisProvider):
             return 0
         keys = self._skeys(stream, group)[:2]
         return int(await self._run("RELEASE", keys, [group, _ms(delay), *ids]))
+
+    async def extend(self, deliveries: Sequence[Delivery], /, *, visibility_timeout: timedelta) -> int:
+        """Renew the leases of deliveries still pending with the same delivery count (rule 11).
+
+        One script per stream and group the deliveries come from (a script touches one hash
+        tag), so a router renewing what it read from its stream makes one round trip; an empty
+        list makes none. The count is the fence: a lease lost to a redelivery stays lost.
+        """
+        by_key: dict[tuple[str, str], list[str | int]] = {}
+        for d in deliveries:
+            by_key.setdefault((d.message.stream, d.group), []).extend((d.id, d.delivery_count))
+        vis_ms = _ms(visibility_timeout)
+        renewed = 0
+        for (stream, group), pairs in by_key.items():
+            keys = self._skeys(stream, group)[:2]
+            renewed += int(await self._run("EXTEND", keys, [group, vis_ms, *pairs]))
+        return renewed
 
     async def dead_letter(self, delivery: Delivery, error: str, /) -> None:
         """Move a pending delivery to the group's dead letters and ack it (rule 8)."""

@@ -392,6 +392,24 @@ async def test_worker_killed_mid_activity_the_workflow_completes(
     assert len({r[2] for r in slow_runs}) == 1, "the idempotency key changed between runs"
 
 
+async def test_an_activity_longer_than_its_visibility_timeout_runs_once(
+    flow_config: HotMeshConfig, multi_process: None, flow_workers: FlowWorkers, make_provider: Any
+) -> None:
+    """Stream rule 11 at work (C3 without waste): where the stream renews leases, a 5 s activity
+    on workers whose visibility timeout is 2 s keeps its delivery and runs once, though a second
+    worker is idle and would take it; a dead worker's task still comes back after 2 s (above)."""
+    stream = await make_provider(Role.STREAM)
+    if Capability.STREAM_EXTEND not in stream.capabilities:
+        pytest.skip(f"{stream.name} does not declare {Capability.STREAM_EXTEND}: long tasks are redelivered")
+    flow_workers.start()
+    flow_workers.start()
+    client = MeshFlow.Client(connection=flow_config)
+    handle = await client.workflow.start(_flows.one_slow_call, args=[5.0], task_queue=QUEUE)
+    assert await handle.result(timeout=60) == "slow-done:41"
+    slow_runs = flow_workers.runs("slow")
+    assert len(slow_runs) == 1, f"a renewed activity ran again: {slow_runs}"
+
+
 async def test_worker_killed_after_dispatch_before_ack_the_workflow_completes(
     flow_config: HotMeshConfig, multi_process: None, flow_workers: FlowWorkers, make_provider: Any
 ) -> None:

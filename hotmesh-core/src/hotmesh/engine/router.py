@@ -12,6 +12,12 @@ it is dead-lettered with a WorkerLostError through the same hook, so its workflo
 instead of hanging or killing worker after worker (catalogue M-3, promise C6). On shutdown,
 in-flight work gets a grace period to finish; what is still running is cancelled and released
 at once so another engine takes it (never lost).
+
+Leases: where the stream declares STREAM_EXTEND (Stream rule 11), one heartbeat per router
+renews, every third of the visibility timeout, the lease of each delivery it has been working on
+for at least that long, in one call. A task of any length then keeps its delivery while its process
+lives, and the visibility timeout only bounds how long a *dead* worker's task waits for rescue.
+Short tasks never cost a renewal.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import traceback
 import uuid
 from collections.abc import Awaitable, Callable
@@ -28,7 +35,7 @@ from datetime import timedelta
 
 from hotmesh.engine.crashpoints import crashpoint
 from hotmesh.engine.probation import Probation, ProbationUnavailable
-from hotmesh.providers import Capability, Delivery, ReadRequest, Store, Stream
+from hotmesh.providers import Capability, Delivery, ExtendingStream, ReadRequest, Store, Stream
 
 log = logging.getLogger("hotmesh.engine")
 
@@ -46,6 +53,8 @@ class AckSlot:
 
     delivery: Delivery
     acked: bool = False
+    started: float = 0.0
+    """``time.monotonic()`` when the router took the delivery (its lease began then)."""
 
 
 CURRENT_DELIVERY: ContextVar[AckSlot | None] = ContextVar("hotmesh_current_delivery", default=None)
@@ -110,7 +119,8 @@ class Router:
         self.retry = retry or RetryPolicy()
         self.on_dead_letter = on_dead_letter
         self.block = block
-        self._inflight: dict[asyncio.Task[None], Delivery] = {}
+        self._inflight: dict[asyncio.Task[None], AckSlot] = {}
+        self._heartbeat: asyncio.Task[None] | None = None
         self._acked = 0
         self._trimming: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -123,6 +133,10 @@ class Router:
         """Start consuming in the background."""
         if self._loop_task is None:
             self._loop_task = asyncio.create_task(self._run(), name=f"router:{self.stream_name}")
+        if self._heartbeat is None and isinstance(self.stream, ExtendingStream) and (
+            Capability.STREAM_EXTEND in self.stream.capabilities
+        ):
+            self._heartbeat = asyncio.create_task(self._renew_leases(self.stream), name=f"leases:{self.stream_name}")
 
     async def _run(self) -> None:
         backoff = 0.1
@@ -154,10 +168,36 @@ class Router:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
+            taken = time.monotonic()
             for delivery in deliveries:
-                task = asyncio.create_task(self._handle(delivery))
-                self._inflight[task] = delivery
+                slot = AckSlot(delivery, started=taken)
+                task = asyncio.create_task(self._handle(slot))
+                self._inflight[task] = slot
                 task.add_done_callback(self._forget)
+
+    async def _renew_leases(self, stream: ExtendingStream) -> None:
+        """Renew the leases of deliveries in flight for a third of the visibility timeout or more.
+
+        A delivery taken just after a beat is renewed at the second beat after it at the latest,
+        i.e. within two thirds of its lease, leaving a third for a slow round trip. One call per
+        beat for all of them; none when every task in flight is younger than a beat.
+        """
+        period = self.visibility_timeout.total_seconds() / 3
+        while True:
+            await asyncio.sleep(period)
+            now = time.monotonic()
+            due = [s.delivery for s in self._inflight.values() if not s.acked and now - s.started >= period]
+            if not due:
+                continue
+            try:
+                renewed = await stream.extend(due, visibility_timeout=self.visibility_timeout)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the visibility timeout may redeliver them: at least once
+                log.warning("could not renew %d leases on %s: %s", len(due), self.stream_name, exc)
+                continue
+            if renewed < len(due):  # finished meanwhile, or redelivered after a stall: at least once
+                log.info("renewed %d of %d leases on %s", renewed, len(due), self.stream_name)
 
     def _trial(self, delivery: Delivery) -> contextlib.AbstractAsyncContextManager[None]:
         """Probation for a delivery lost more often than the retry policy allows, else nothing."""
@@ -168,8 +208,8 @@ class Router:
     def _forget(self, task: asyncio.Task[None]) -> None:
         self._inflight.pop(task, None)
 
-    async def _handle(self, delivery: Delivery) -> None:
-        slot = AckSlot(delivery)
+    async def _handle(self, slot: AckSlot) -> None:
+        delivery = slot.delivery
         token = CURRENT_DELIVERY.set(slot)
         try:
             async with self._trial(delivery):
@@ -233,7 +273,7 @@ class Router:
         pending = list(self._inflight)
         if pending:
             _, still = await asyncio.wait(pending, timeout=grace)
-            unfinished = [self._inflight[t] for t in still if t in self._inflight]
+            unfinished = [self._inflight[t].delivery for t in still if t in self._inflight]
             for task in still:
                 task.cancel()
             await asyncio.gather(*still, return_exceptions=True)
@@ -242,3 +282,7 @@ class Router:
                     await self.stream.release(self.stream_name, self.group, [d.id for d in unfinished])
                 except Exception:
                     log.exception("could not release in-flight work on shutdown; it returns after the timeout")
+        if self._heartbeat is not None:  # after the grace period: work finishing in it kept its lease
+            self._heartbeat.cancel()
+            await asyncio.gather(self._heartbeat, return_exceptions=True)
+            self._heartbeat = None

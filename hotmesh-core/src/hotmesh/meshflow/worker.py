@@ -55,6 +55,7 @@ from hotmesh.meshflow._activities import (
 )
 from hotmesh.meshflow._replay import Command, Outcome, WorkflowFunction, WorkflowState, replay
 from hotmesh.providers import (
+    Capability,
     Delivery,
     JSONValue,
     Message,
@@ -97,19 +98,24 @@ class Worker:
         activities: Iterable[Callable[..., Any]] = (),
         concurrency: int = 50,
         activity_concurrency: int = 50,
-        workflow_visibility_timeout: float = 60.0,
-        activity_visibility_timeout: float = 300.0,
+        workflow_visibility_timeout: float | None = None,
+        activity_visibility_timeout: float | None = None,
     ) -> Worker:
         """Register ``workflow`` (one function, several, or a name -> function mapping) on
         ``task_queue`` and start serving.
 
         Activities proxied by the workflows' modules (``workflow.proxy_activities``) are served
-        too; ``activities`` registers more. ``activity_visibility_timeout`` is how long an
-        activity taken by a process that died stays invisible before another worker runs it.
-        An activity must finish within it: one still running after it is delivered again (and
-        runs twice), and one delivered more often than its task's retry policy allows, each
-        time without an outcome, fails with ``WorkerLostError`` after a last run on probation
-        (:mod:`hotmesh.engine.probation`).
+        too; ``activities`` registers more.
+
+        The two visibility timeouts (seconds) say how long a task taken by a process that died
+        stays invisible before another worker runs it. Where the stream renews leases
+        (STREAM_EXTEND: every backend shipped here) a live worker keeps its task however long
+        it runs, so they are short by default: 30 s each. On a stream that cannot, a task must
+        finish within its timeout or it is delivered again (and runs twice), so the defaults are
+        60 s for workflow tasks and 300 s for activities. Either way a task delivered more often
+        than its retry policy allows, each time without an outcome, fails with
+        ``WorkerLostError`` after a last run on probation (:mod:`hotmesh.engine.probation`).
+        An activity's own limit is its ``start_to_close_timeout``.
         """
         queue = rec.check_queue(task_queue)
         if isinstance(workflow, Mapping):
@@ -129,6 +135,9 @@ class Worker:
         if concurrency < 1 or activity_concurrency < 1:
             raise ValidationError("concurrency and activity_concurrency must be at least 1")
         conn = await runtime.connection(connection)
+        renews = Capability.STREAM_EXTEND in conn.stream.capabilities
+        workflow_lease = _visibility(workflow_visibility_timeout, 30.0 if renews else 60.0, "workflow_visibility_timeout")
+        activity_lease = _visibility(activity_visibility_timeout, 30.0 if renews else 300.0, "activity_visibility_timeout")
         engine = runtime.engine(conn)
         worker = cls(engine, queue, registered)
         await worker._advertise()
@@ -139,7 +148,7 @@ class Worker:
             concurrency=concurrency,
             retry=RetryPolicy(max_attempts=5, initial_interval=timedelta(milliseconds=200)),
             on_dead_letter=worker._workflow_task_dead,
-            visibility_timeout=timedelta(seconds=workflow_visibility_timeout),
+            visibility_timeout=workflow_lease,
         )
         await engine.serve(
             rec.activity_stream(queue),
@@ -148,7 +157,7 @@ class Worker:
             concurrency=activity_concurrency,
             retry=RetryPolicy(max_attempts=5, initial_interval=timedelta(milliseconds=200)),
             on_dead_letter=worker._activity_task_dead,
-            visibility_timeout=timedelta(seconds=activity_visibility_timeout),
+            visibility_timeout=activity_lease,
         )
         return worker
 
@@ -643,6 +652,15 @@ class Worker:
                 messages=(rec.run_message(reply_queue, workflow_id),),
             )
         )
+
+
+def _visibility(seconds: float | None, default: float, what: str) -> timedelta:
+    """A visibility timeout given in seconds, or the default for the connection's stream."""
+    if seconds is None:
+        return timedelta(seconds=default)
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
+        raise ValidationError(f"{what} must be a positive number of seconds, got {seconds!r}")
+    return timedelta(seconds=seconds)
 
 
 async def _invoke(fn: Callable[..., Any], args: list[Any]) -> Any:

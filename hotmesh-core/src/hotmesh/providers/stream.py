@@ -47,7 +47,8 @@ class Stream(Provider, Protocol):
         still working on: each one still pending *as that delivery* (same ``delivery_count``: not
         acked, dead-lettered or redelivered since) is not redelivered before ``visibility_timeout``
         from now, as if it had just been delivered; the others are left alone. It returns how many
-        it renewed, and never counts as a delivery. A stream without STREAM_EXTEND does not
+        it renewed, and never counts as a delivery. Renewing a delivery after releasing it is not
+        defined (the engine never does). A stream without STREAM_EXTEND does not
         define ``extend`` (or raises CapabilityNotSupportedError); the engine then relies on the
         read's visibility timeout alone.
     """

@@ -7,7 +7,7 @@ from hotmesh.providers import ProviderRegistry, ProviderSpec, Role, hookimpl
 _MODULE = "hotmesh.backends.memory"
 _CLASSES = {
     Role.STORE: ("MemoryStore", ("store.ttl", "store.atomic_outbox")),
-    Role.STREAM: ("MemoryStream", ("stream.delay",)),
+    Role.STREAM: ("MemoryStream", ("stream.delay", "stream.extend")),
     Role.SUB: ("MemorySub", ("sub.patterns",)),
     Role.SEARCH: ("MemorySearch", ("search.sort",)),
 }

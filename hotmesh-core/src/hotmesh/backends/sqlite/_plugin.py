@@ -8,7 +8,7 @@ _MODULE = "hotmesh.backends.sqlite"
 _COMMON = ("provider.multi_process", "provider.durable")
 _CLASSES = {
     Role.STORE: ("SqliteStore", ("store.ttl", "store.atomic_outbox")),
-    Role.STREAM: ("SqliteStream", ("stream.delay",)),
+    Role.STREAM: ("SqliteStream", ("stream.delay", "stream.extend")),
     Role.SUB: ("SqliteSub", ("sub.patterns",)),
     Role.SEARCH: ("SqliteSearch", ("search.sort",)),
 }

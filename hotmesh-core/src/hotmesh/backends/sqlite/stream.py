@@ -39,11 +39,14 @@ def ack_seqs(ids: Sequence[str]) -> list[int]:
 
 
 class SqliteStream(SqliteProvider):
-    """The Stream role on a SQLite file (Stream rules 1-10)."""
+    """The Stream role on a SQLite file (Stream rules 1-11)."""
 
     role: ClassVar[str] = "stream"
     tables: ClassVar[tuple[str, ...]] = ("hm_messages", "hm_groups", "hm_pending", "hm_dead")
-    declared: ClassVar[frozenset[Capability]] = BASE_CAPABILITIES | {Capability.STREAM_DELAY}
+    declared: ClassVar[frozenset[Capability]] = BASE_CAPABILITIES | {
+        Capability.STREAM_DELAY,
+        Capability.STREAM_EXTEND,
+    }
 
     async def publish(self, messages: Sequence[Message], /) -> list[str]:
         """Append messages in one transaction; committed (and fsynced per ``synchronous``) on return."""
@@ -221,6 +224,36 @@ class SqliteStream(SqliteProvider):
         if changed and delay <= timedelta(0):
             notifier_for(self._path, ns, "stream:" + stream).notify()
         return changed
+
+    async def extend(self, deliveries: Sequence[Delivery], /, *, visibility_timeout: timedelta) -> int:
+        """Renew the lease of deliveries still pending as delivered (Stream rule 11).
+
+        The delivery count is the fence: a row acked or dead-lettered is gone, and one redelivered
+        since carries a higher count, so a worker that lost its lease cannot take it back from
+        the consumer now holding it. Only ``visible_us`` moves (as ``read`` sets it: this host's
+        clock plus the timeout); the count and consumer stay, so this is not a delivery. All
+        rows change in one ``BEGIN IMMEDIATE`` transaction through one prepared statement.
+        """
+        if visibility_timeout < timedelta(0):
+            raise ValidationError(f"extend visibility_timeout must not be negative, got {visibility_timeout}")
+        # Deduplicated, so a delivery listed twice is renewed (and counted) once.
+        keys = dict.fromkeys(
+            (d.message.stream, d.group, seq, d.delivery_count) for d in deliveries for seq in ack_seqs([d.id])
+        )
+        if not keys:
+            return 0
+        ns = self._namespace
+
+        def run(conn: sqlite3.Connection) -> int:
+            visible = now_us() + span_us(visibility_timeout)
+            # executemany sums the rows each execution changed into rowcount.
+            return conn.executemany(
+                "UPDATE hm_pending SET visible_us = ? WHERE ns = ? AND stream = ? AND grp = ?"
+                " AND seq = ? AND delivery_count = ?",
+                [(visible, ns, stream, group, seq, count) for stream, group, seq, count in keys],
+            ).rowcount
+
+        return await self._db.write(run)
 
     async def dead_letter(self, delivery: Delivery, error: str, /) -> None:
         """Move a pending delivery to the dead letters and ack it (Stream rule 8)."""
