@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from hotmesh.errors import ConfigError, redact_url
-from hotmesh.providers import Role, url_scheme
+from hotmesh.providers import NAMESPACE_PATTERN, Role, url_scheme
 
 __all__ = ["DEFAULT_URL", "HotMeshConfig", "load_config"]
 
@@ -52,7 +52,7 @@ class HotMeshConfig(BaseModel):
     stream: str | None = None
     sub: str | None = None
     search: str | None = None
-    namespace: str = Field(default="hotmesh", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+    namespace: str = Field(default="hotmesh", pattern=NAMESPACE_PATTERN)
     options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     search_required: bool = False
     timer_lease: float = Field(default=30.0, gt=0.0, le=3600.0)

@@ -122,7 +122,9 @@ class MeshCall:
         """Serve calls to ``topic`` with ``callback`` in this process until :meth:`shutdown`.
 
         ``visibility_timeout`` is how long a call taken by a process that then dies stays
-        invisible before another process takes it over (keep it above the callback's run time).
+        invisible before another process takes it over. While this process lives it renews the
+        lease of a call that runs longer (where the stream declares ``stream.extend``: every
+        backend shipped here); elsewhere keep it above the callback's run time.
 
         ``retry`` applies to exceptions from the callback: by default (one attempt) an exception
         goes straight back to the caller as a :class:`~hotmesh.errors.RemoteError`.

@@ -6,8 +6,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import Any
 
 import nats
 from nats.aio.client import Client
@@ -18,38 +17,23 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext, api
 
 from hotmesh.errors import ConfigError, HotMeshError, ProviderError
-from hotmesh.providers import Capability, ProviderInfo, Survives
-from hotmesh_nats._config import ConnectSettings, check_key_files, check_namespace, parse
+from hotmesh.providers import ProviderBase, ProviderInfo, Survives
+from hotmesh_nats._config import ConnectSettings, check_key_files, parse
 
 
-class NatsProvider:
-    """Base of the NATS providers: one nats-py connection per provider instance."""
+class NatsProvider(ProviderBase):
+    """Base of the NATS providers: one nats-py connection per provider instance; the namespace
+    scopes every subject, stream and bucket."""
 
-    role: ClassVar[str] = ""
-    declared: ClassVar[frozenset[Capability]] = frozenset()
+    provider_name = "nats"
 
     def __init__(self, url: str, *, namespace: str, options: Mapping[str, Any]) -> None:
         # Provider rule 1: parse and validate only, no I/O.
         self._settings: ConnectSettings = parse(url, options, f"nats {self.role}")
-        self._namespace = check_namespace(namespace)
+        self._bind_namespace(namespace)
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._closed = False
-
-    @property
-    def name(self) -> str:
-        """Registered provider name."""
-        return "nats"
-
-    @property
-    def namespace(self) -> str:
-        """The namespace every subject / stream / bucket is scoped by."""
-        return self._namespace
-
-    @property
-    def capabilities(self) -> frozenset[Capability]:
-        """Declared capabilities (Provider rule 2)."""
-        return self.declared
 
     @property
     def display_url(self) -> str:
@@ -117,18 +101,6 @@ class NatsProvider:
 
     async def _closing(self) -> None:
         """Hook run before the connection closes."""
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     @property
     def nc(self) -> Client:

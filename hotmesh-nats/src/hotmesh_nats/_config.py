@@ -8,7 +8,6 @@ list and handed to nats-py separately, so that no server URL we ever show carrie
 
 from __future__ import annotations
 
-import re
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,7 +23,6 @@ from hotmesh.providers import invalid_option
 
 SCHEMES = ("nats", "tls")
 DEFAULT_PORT = 4222
-_NAMESPACE = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 
 
 class NatsOptions(BaseModel):
@@ -133,15 +131,6 @@ def check_key_files(options: NatsOptions, provider: str) -> None:
             nkeys.from_seed(bytearray(content.strip())).wipe()
         except Exception:  # nkeys raises its own errors and binascii/ValueError ones
             raise ConfigError(f"{provider}: {option} {path!r} does not hold a valid NKey seed") from None
-
-
-def check_namespace(namespace: str) -> str:
-    """Namespaces become subject tokens and stream/bucket names: letters, digits, underscore."""
-    if not isinstance(namespace, str) or not _NAMESPACE.match(namespace):
-        raise ConfigError(
-            f"invalid namespace {namespace!r}: use 1-64 letters, digits or underscores"
-        )
-    return namespace
 
 
 def parse(url: str, options: Mapping[str, Any], provider: str) -> ConnectSettings:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
-from types import TracebackType
-from typing import Any, ClassVar, Self, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import psycopg
@@ -14,7 +13,7 @@ from psycopg import errors as pg_errors
 from psycopg_pool import AsyncConnectionPool
 
 from hotmesh.errors import ConfigError, ProviderError, redact_url
-from hotmesh.providers import Capability, ProviderInfo, Survives, url_scheme
+from hotmesh.providers import ProviderBase, ProviderInfo, Survives, url_scheme
 from hotmesh_postgres import _pools, _schema
 from hotmesh_postgres._options import PostgresOptions, parse_options
 
@@ -40,11 +39,11 @@ def driver_url(url: str) -> str:
     return url
 
 
-class PostgresProvider:
-    """Base of the four roles: one pool per provider, one schema per namespace."""
+class PostgresProvider(ProviderBase):
+    """Base of the four roles: one pool per provider, one schema (``hotmesh_<namespace>``) per
+    namespace."""
 
-    role: ClassVar[str] = ""
-    declared: ClassVar[frozenset[Capability]] = frozenset()
+    provider_name = "postgres"
 
     def __init__(
         self,
@@ -56,28 +55,13 @@ class PostgresProvider:
         self._url = driver_url(url)
         self._safe_url = redact_url(url)
         self._options: PostgresOptions = parse_options("postgres", options)
-        self._namespace = _schema.check_namespace(namespace)
+        self._bind_namespace(namespace)
         self._names = _schema.SchemaNames.for_namespace(namespace)
         self._pool: AsyncConnectionPool[AsyncConnection[Any]] | None = None
         self._closed = False
         self._open_lock: asyncio.Lock | None = None
 
     # -- identity --------------------------------------------------------------------------
-    @property
-    def name(self) -> str:
-        """Provider name."""
-        return "postgres"
-
-    @property
-    def namespace(self) -> str:
-        """The namespace (schema ``hotmesh_<namespace>``)."""
-        return self._namespace
-
-    @property
-    def capabilities(self) -> frozenset[Capability]:
-        """Declared capabilities (Provider rule 2)."""
-        return self.declared
-
     @property
     def options(self) -> PostgresOptions:
         """The validated options."""
@@ -136,18 +120,6 @@ class PostgresProvider:
         pool, self._pool = self._pool, None
         if pool is not None:
             await _pools.release(self._url, self._options, pool)
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     # -- the error seam (Provider rule 6) ----------------------------------------------------
     def _error(self, what: str, exc: BaseException) -> ProviderError:

@@ -9,17 +9,15 @@ once; they only ever create, never drop or rewrite.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from psycopg import AsyncConnection, sql
 
-from hotmesh.errors import ConfigError
+from hotmesh.providers import check_namespace
 from hotmesh_postgres import _sql_v1, _sql_v2, _sql_v3, _sql_v4, _sql_v5
 
-_NAMESPACE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _MAX_IDENTIFIER = 63
 
 
@@ -54,16 +52,6 @@ ROLE_TABLES: dict[str, tuple[str, ...]] = {
     "sub": ("sub_payloads",),
     "search": ("search_docs", "search_indexes"),
 }
-
-
-def check_namespace(namespace: str) -> str:
-    """Reject namespaces that are not plain identifiers (they become schema names)."""
-    if not isinstance(namespace, str) or not _NAMESPACE.match(namespace):
-        raise ConfigError(
-            f"invalid namespace {namespace!r}: use 1-63 letters, digits or underscores, "
-            "not starting with a digit"
-        )
-    return namespace
 
 
 def _digest(text: str, size: int = 16) -> str:

@@ -3,39 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 
 import redis.asyncio as aioredis
 import redis.exceptions as rexc
 from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 
 from hotmesh.errors import (
-    ConfigError,
     HotMeshError,
     ProviderError,
     TimeoutError,
 )
-from hotmesh.providers import Capability, ProviderInfo, Survives
+from hotmesh.providers import Capability, ProviderBase, ProviderInfo, Survives
 from hotmesh_redis._config import RedisSettings
 
 Client = aioredis.Redis | RedisCluster
-
-_NAMESPACE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-
-
-def check_namespace(namespace: str) -> str:
-    """Namespaces go inside key names and hash tags: keep them to letters, digits, underscore."""
-    if not isinstance(namespace, str) or not _NAMESPACE.match(namespace):
-        raise ConfigError(
-            f"invalid namespace {namespace!r}: use 1-63 letters, digits or underscores,"
-            " not starting with a digit"
-        )
-    return namespace
-
 
 def make_client(settings: RedisSettings, *, blocking: bool = False) -> Client:
     """A client (not yet connected) for the settings; cluster URLs give a RedisCluster.
@@ -85,14 +69,14 @@ class _BoundedCluster(RedisCluster):
         return pipe
 
 
-class RedisProvider:
+class RedisProvider(ProviderBase):
     """Base of the Redis providers (Provider rules 1-6).
 
     Keys of role ``r`` in namespace ``ns`` start with ``<prefix>:<r>:{ns`` so purge and
     is_empty find them with two SCAN patterns; a job's keys carry the hash tag ``{ns:j:<id>}``.
     """
 
-    role: ClassVar[str] = ""
+    provider_name = "redis"
     role_letter: ClassVar[str] = ""
     base_capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {Capability.MULTI_PROCESS, Capability.DURABLE, Capability.CLUSTER_SAFE_KEYS}
@@ -106,23 +90,13 @@ class RedisProvider:
         options: Mapping[str, Any] | None = None,
     ) -> None:
         self._settings = RedisSettings(url, options or {}, provider=f"redis {self.role}")
-        self._namespace = check_namespace(namespace)
+        self._bind_namespace(namespace)
         self._prefix = f"{self._settings.options.key_prefix}:{self.role_letter}:"
         self._client: Client | None = None
         self._closed = False
         self._server_version = ""
 
     # -- identity -------------------------------------------------------------------------
-    @property
-    def name(self) -> str:
-        """Provider name."""
-        return "redis"
-
-    @property
-    def namespace(self) -> str:
-        """The namespace every key is scoped by (Provider rule 3)."""
-        return self._namespace
-
     @property
     def settings(self) -> RedisSettings:
         """Parsed URL and options."""
@@ -189,18 +163,6 @@ class RedisProvider:
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def info(self) -> ProviderInfo:
         """Server version and durability as configured (appendonly/appendfsync)."""

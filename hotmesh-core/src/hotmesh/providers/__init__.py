@@ -23,6 +23,7 @@ from hotmesh.providers._base import Provider
 from hotmesh.providers._capabilities import Capability
 from hotmesh.providers._hookspecs import hookimpl, hookspec
 from hotmesh.providers._json import check_json, dumps, loads
+from hotmesh.providers._lifecycle import NAMESPACE_PATTERN, ProviderBase, check_namespace
 from hotmesh.providers._registry import (
     KNOWN_DISTRIBUTIONS,
     ProviderRegistry,
@@ -69,6 +70,7 @@ from hotmesh.providers.sub import Sub, SubMessage, Subscription
 
 __all__ = [
     "KNOWN_DISTRIBUTIONS",
+    "NAMESPACE_PATTERN",
     "And",
     "Capability",
     "ClaimedTimer",
@@ -87,6 +89,7 @@ __all__ = [
     "Op",
     "Or",
     "Provider",
+    "ProviderBase",
     "ProviderFactory",
     "ProviderInfo",
     "ProviderRegistry",
@@ -111,6 +114,7 @@ __all__ = [
     "Waiter",
     "Where",
     "check_json",
+    "check_namespace",
     "check_search_value",
     "check_search_where",
     "default_registry",

@@ -2,33 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import Any
 
 from hotmesh.backends.memory._state import MemoryDatabase, database_for
 from hotmesh.errors import ConfigError, ProviderError
-from hotmesh.providers import Capability, ProviderInfo, Survives, url_scheme
-
-_NAMESPACE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+from hotmesh.providers import ProviderBase, ProviderInfo, Survives, url_scheme
 
 
-def check_namespace(namespace: str) -> str:
-    """Namespaces become key prefixes, schema names and subjects: keep them plain."""
-    if not isinstance(namespace, str) or not _NAMESPACE.match(namespace):
-        raise ConfigError(
-            f"invalid namespace {namespace!r}: use 1-63 letters, digits or underscores, "
-            "not starting with a digit"
-        )
-    return namespace
-
-
-class MemoryProvider:
+class MemoryProvider(ProviderBase):
     """Base of the memory providers (one process; the reference model of the contracts)."""
 
-    role: ClassVar[str] = ""
-    declared: ClassVar[frozenset[Capability]] = frozenset()
+    provider_name = "memory"
 
     def __init__(
         self, url: str = "memory://", *, namespace: str = "hotmesh", options: Mapping[str, Any] | None = None
@@ -37,24 +22,9 @@ class MemoryProvider:
             raise ConfigError(f"the memory provider takes memory:// URLs, not {url_scheme(url)}://")
         if options:
             raise ConfigError(f"the memory provider takes no options, got {sorted(options)}")
-        self._namespace = check_namespace(namespace)
+        self._bind_namespace(namespace)
         self._db_name, self._db = database_for(url)
         self._closed = False
-
-    @property
-    def name(self) -> str:
-        """Provider name."""
-        return "memory"
-
-    @property
-    def namespace(self) -> str:
-        """The namespace."""
-        return self._namespace
-
-    @property
-    def capabilities(self) -> frozenset[Capability]:
-        """Declared capabilities."""
-        return self.declared
 
     @property
     def database(self) -> MemoryDatabase:
@@ -82,18 +52,6 @@ class MemoryProvider:
     async def aclose(self) -> None:
         """Mark closed."""
         self._closed = True
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def info(self) -> ProviderInfo:
         """Describe the (lack of) durability."""

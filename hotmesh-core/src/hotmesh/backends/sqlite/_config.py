@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -12,8 +11,6 @@ from pydantic import ValidationError as PydanticValidationError
 
 from hotmesh.errors import ConfigError
 from hotmesh.providers import invalid_option, url_scheme
-
-_NAMESPACE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
 class SqliteOptions(BaseModel):
@@ -44,16 +41,6 @@ def parse_options(options: Mapping[str, Any] | None) -> SqliteOptions:
         return SqliteOptions.model_validate(dict(options or {}))
     except PydanticValidationError as exc:
         raise invalid_option("sqlite", exc) from None
-
-
-def check_namespace(namespace: str) -> str:
-    """Namespaces are stored in a key column; keep them plain like every other backend's."""
-    if not isinstance(namespace, str) or not _NAMESPACE.match(namespace):
-        raise ConfigError(
-            f"invalid namespace {namespace!r}: use 1-63 letters, digits or underscores, "
-            "not starting with a digit"
-        )
-    return namespace
 
 
 def parse_path(url: str) -> str:

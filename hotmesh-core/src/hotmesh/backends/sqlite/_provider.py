@@ -4,25 +4,24 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Mapping
-from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 
-from hotmesh.backends.sqlite._config import check_namespace, parse_options, parse_path
+from hotmesh.backends.sqlite._config import parse_options, parse_path
 from hotmesh.backends.sqlite._db import Database
-from hotmesh.providers import Capability, ProviderInfo, Survives
+from hotmesh.providers import Capability, ProviderBase, ProviderInfo, Survives
 
 #: Capabilities every SQLite provider has: one file on a local disk, shared by processes.
 BASE_CAPABILITIES = frozenset({Capability.MULTI_PROCESS, Capability.DURABLE})
 
 
-class SqliteProvider:
+class SqliteProvider(ProviderBase):
     """Base of the SQLite providers.
 
     Subclasses name their ``role``, the ``tables`` holding their namespace's rows (for
     ``purge``/``is_empty``, Provider rule 4) and their declared capabilities.
     """
 
-    role: ClassVar[str] = ""
+    provider_name = "sqlite"
     tables: ClassVar[tuple[str, ...]] = ()
     declared: ClassVar[frozenset[Capability]] = BASE_CAPABILITIES
 
@@ -35,29 +34,14 @@ class SqliteProvider:
     ) -> None:
         # Provider rule 1: parse and validate only; the file is touched in open().
         self._path = parse_path(url)
-        self._namespace = check_namespace(namespace)
+        self._bind_namespace(namespace)
         self._options = parse_options(options)
         self._db = Database(self._path, self._options, self.role)
-
-    @property
-    def name(self) -> str:
-        """Provider name."""
-        return "sqlite"
-
-    @property
-    def namespace(self) -> str:
-        """The namespace every row is keyed by."""
-        return self._namespace
 
     @property
     def path(self) -> str:
         """Absolute path of the database file (the store compares it for the outbox)."""
         return self._path
-
-    @property
-    def capabilities(self) -> frozenset[Capability]:
-        """Declared capabilities (Provider rule 2)."""
-        return self.declared
 
     async def open(self) -> None:
         """Open the file, switch to WAL, create the schema (Provider rule 1)."""
@@ -67,17 +51,6 @@ class SqliteProvider:
         """Close the connection (Provider rule 5)."""
         await self._db.close()
 
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def info(self) -> ProviderInfo:
         """SQLite version and the real durability of a commit."""
