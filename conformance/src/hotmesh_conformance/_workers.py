@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from hotmesh.config import HotMeshConfig
@@ -37,6 +40,33 @@ class WorkerProcesses:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+async def replace_while_dying(
+    start: Callable[[], subprocess.Popen[str]],
+    finished: Callable[[], Awaitable[bool]],
+    *,
+    first: subprocess.Popen[str],
+    exit_code: int,
+    max_deaths: int,
+    timeout: float,
+) -> list[float]:
+    """Keep one worker running until ``finished()``, ``first`` and then one from ``start()`` each
+    time the last one died (it must die with ``exit_code``: a poison's doing, not a bug). Fails
+    after ``max_deaths`` deaths (an endless crash loop) or ``timeout`` seconds. Returns when each
+    death was seen (``time.monotonic()``)."""
+    worker = first
+    deaths: list[float] = []
+    deadline = time.monotonic() + timeout
+    while not await finished():
+        assert time.monotonic() < deadline, f"still not finished after {len(deaths)} worker deaths"
+        if worker.poll() is not None:
+            assert worker.returncode == exit_code, f"a worker exited with {worker.returncode}, not {exit_code}"
+            deaths.append(time.monotonic())
+            assert len(deaths) <= max_deaths, f"{len(deaths)} worker deaths: an endless crash loop"
+            worker = start()
+        await asyncio.sleep(0.1)
+    return deaths
 
 
 class FlowWorkers(WorkerProcesses):

@@ -33,7 +33,7 @@ from hotmesh.meshflow import _records as rec
 from hotmesh.providers import Capability, Message, Role, Timer
 from hotmesh_conformance import _flows
 from hotmesh_conformance._skew import SKEW_ENV
-from hotmesh_conformance._workers import QUEUE, CallWorkers, FlowWorkers
+from hotmesh_conformance._workers import QUEUE, CallWorkers, FlowWorkers, replace_while_dying
 from hotmesh_conformance.faults import AmbiguousCommitStore, DuplicatingStream
 from hotmesh_conformance.ledger import (
     LEDGER_ENV,
@@ -504,17 +504,14 @@ async def test_a_message_that_kills_every_worker_is_dead_lettered_and_fails_its_
         await client.workflow.start(_flows.run_shape, args=[[["act", i], ["act", 100 + i]]], task_queue=QUEUE)
         for i in range(20)
     ]
-    worker = fault_workers.start(concurrency=5)
-    crashes: list[float] = []
-    deadline = time.monotonic() + 150
-    while await poison.status() == rec.RUNNING or any([await h.status() == rec.RUNNING for h in healthy]):
-        assert time.monotonic() < deadline, f"still running after {len(crashes)} worker crashes"
-        if worker.poll() is not None:
-            assert worker.returncode == 77, f"a worker exited with {worker.returncode}, not by the poison"
-            crashes.append(time.monotonic())
-            assert len(crashes) <= 20, "the poison message is never given up: an endless crash loop"
-            worker = fault_workers.start(concurrency=5)
-        await asyncio.sleep(0.1)
+
+    async def finished() -> bool:
+        return await poison.status() != rec.RUNNING and all([await h.status() != rec.RUNNING for h in healthy])
+
+    def start() -> subprocess.Popen[str]:
+        return fault_workers.start(concurrency=5)
+
+    crashes = await replace_while_dying(start, finished, first=start(), exit_code=77, max_deaths=20, timeout=150)
     figures.faults += len(crashes)
     runs = fault_workers.book.runs("crash_worker")
     assert len(runs) == len(crashes) >= 1, (len(runs), len(crashes))

@@ -10,6 +10,7 @@ import asyncio
 import collections
 import os
 import signal
+import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ import pytest
 from hotmesh import Connection, MeshCall, errors, load_config
 from hotmesh.config import HotMeshConfig
 from hotmesh.providers import Capability, Role
-from hotmesh_conformance._workers import CallWorkers
+from hotmesh_conformance._workers import CallWorkers, replace_while_dying
 
 pytestmark = pytest.mark.anyio
 
@@ -233,22 +234,19 @@ async def test_a_call_that_kills_every_worker_fails_the_caller_and_spares_the_ot
     """MeshCall poison (M-3, C6): a call whose callback kills the worker process every time is
     given up on after a bounded number of deaths; its caller gets a RemoteError naming
     WorkerLostError instead of waiting out its timeout, and calls made beside it return."""
-    crash_args = ("--crash-on", "13", "--visibility", "2")
-    worker = workers.start("kit.poison", *crash_args)
-    assert workers.first_line(worker) == "ready"
+
+    def start() -> subprocess.Popen[str]:
+        worker = workers.start("kit.poison", "--crash-on", "13", "--visibility", "2")
+        assert workers.first_line(worker) == "ready"
+        return worker
+
+    async def finished() -> bool:
+        return poison.done() and all(o.done() for o in others)
+
+    first = start()
     poison = asyncio.create_task(MeshCall.exec("kit.poison", [13], connection=mesh, timeout=120))
     others = [asyncio.create_task(MeshCall.exec("kit.poison", [i], connection=mesh, timeout=120)) for i in range(10)]
-    deaths = 0
-    deadline = time.monotonic() + 120
-    while not (poison.done() and all(o.done() for o in others)):
-        assert time.monotonic() < deadline, f"still waiting after {deaths} worker deaths"
-        if worker.poll() is not None:
-            assert worker.returncode == 77, f"a worker exited with {worker.returncode}, not by the poison"
-            deaths += 1
-            assert deaths <= 10, "the poison call is never given up: an endless crash loop"
-            worker = workers.start("kit.poison", *crash_args)
-            assert workers.first_line(worker) == "ready"
-        await asyncio.sleep(0.1)
+    deaths = len(await replace_while_dying(start, finished, first=first, exit_code=77, max_deaths=10, timeout=120))
     with pytest.raises(errors.RemoteError) as failed:
         await poison
     assert failed.value.remote_type.endswith("WorkerLostError"), failed.value
