@@ -34,6 +34,9 @@ class NatsProvider(ProviderBase):
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._closed = False
+        # Set (and replaced) each time the client reconnects: pull requests waiting at the
+        # server died with the old connection, and their readers must ask again.
+        self._reconnected: asyncio.Event | None = None
 
     @property
     def display_url(self) -> str:
@@ -69,9 +72,17 @@ class NatsProvider(ProviderBase):
                 return
             last[:] = [exc]
 
+        self._reconnected = asyncio.Event()
+
+        async def reconnected() -> None:
+            event, self._reconnected = self._reconnected, asyncio.Event()
+            if event is not None:
+                event.set()
+
         try:
             await asyncio.wait_for(
-                nc.connect(error_cb=remember, **kwargs), self._settings.options.open_timeout
+                nc.connect(error_cb=remember, reconnected_cb=reconnected, **kwargs),
+                self._settings.options.open_timeout,
             )
         except asyncio.CancelledError:
             await _close_quietly(nc)
@@ -136,11 +147,15 @@ class NatsProvider(ProviderBase):
         """One pull request on a consumer; returns the messages and the final status code.
 
         ``expires`` None asks JetStream not to wait (``no_wait``); otherwise the request waits
-        server-side up to ``expires`` seconds, so the caller is woken by the server.
+        server-side up to ``expires`` seconds, so the caller is woken by the server. A waiting
+        request does not survive a server restart: when the client reconnects meanwhile, the
+        pull returns what it has at once (status ``"reconnected"``) so the caller asks again,
+        instead of waiting out ``expires`` for an answer that will never come.
         """
         nc = self.nc
         inbox = nc.new_inbox()
         status = ""
+        woken = self._reconnected if expires is not None else None
         async with self.errors("read"):
             sub = await nc.subscribe(inbox)
             try:
@@ -161,7 +176,15 @@ class NatsProvider(ProviderBase):
                 got: list[Msg] = []
                 while len(got) < batch:
                     try:
-                        msg = await sub.next_msg(timeout=max(end - loop.time(), 0.001))
+                        timeout = max(end - loop.time(), 0.001)
+                        if woken is None:
+                            msg = await sub.next_msg(timeout=timeout)
+                        else:
+                            found = await _next_unless(sub, timeout, woken)
+                            if found is None:
+                                status = "reconnected"
+                                break
+                            msg = found
                     except TimeoutError:
                         break
                     code = msg.headers.get(api.Header.STATUS, "") if msg.headers else ""
@@ -223,3 +246,22 @@ async def _close_quietly(nc: Client) -> None:
 
 
 __all__ = ["NatsProvider", "nats"]
+
+
+async def _next_unless(sub: Any, timeout: float, event: asyncio.Event) -> Msg | None:
+    """The subscription's next message, or None as soon as ``event`` is set (a message that
+    arrived first wins). Used for blocking pulls only: a busy reader never gets here."""
+    if event.is_set():
+        return None
+    nxt: asyncio.Future[Msg] = asyncio.ensure_future(sub.next_msg(timeout=timeout))
+    wake = asyncio.ensure_future(event.wait())
+    racing: list[asyncio.Future[Any]] = [nxt, wake]
+    try:
+        await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in racing:
+            if not task.done():
+                task.cancel()
+    if nxt.done() and not nxt.cancelled():
+        return nxt.result()  # a message, or the TimeoutError of an expired wait
+    return None
