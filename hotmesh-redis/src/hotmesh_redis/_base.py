@@ -78,7 +78,7 @@ class RedisProvider(ProviderBase):
 
     provider_name = "redis"
     role_letter: ClassVar[str] = ""
-    base_capabilities: ClassVar[frozenset[Capability]] = frozenset(
+    declared = frozenset(
         {Capability.MULTI_PROCESS, Capability.DURABLE, Capability.CLUSTER_SAFE_KEYS}
     )
 
@@ -101,11 +101,6 @@ class RedisProvider(ProviderBase):
     def settings(self) -> RedisSettings:
         """Parsed URL and options."""
         return self._settings
-
-    @property
-    def capabilities(self) -> frozenset[Capability]:
-        """Declared capabilities (Provider rule 2)."""
-        return self.base_capabilities
 
     # -- keys -----------------------------------------------------------------------------
     def tagged(self, kind: str, ident: str) -> str:

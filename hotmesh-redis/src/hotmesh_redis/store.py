@@ -96,7 +96,7 @@ class RedisStore(RedisProvider):
     @property
     def capabilities(self) -> frozenset[Capability]:
         """Redis adds TTL, the server clock and (off cluster) the atomic outbox."""
-        caps = set(self.base_capabilities) | {Capability.STORE_TTL, Capability.STORE_CLOCK}
+        caps = set(self.declared) | {Capability.STORE_TTL, Capability.STORE_CLOCK}
         if not self.settings.cluster:
             caps.add(Capability.ATOMIC_STORE_AND_STREAM)
         return frozenset(caps)

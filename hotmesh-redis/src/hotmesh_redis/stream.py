@@ -62,7 +62,7 @@ class RedisStream(RedisProvider):
     @property
     def capabilities(self) -> frozenset[Capability]:
         """Redis streams add delayed release and lease renewal (both set a pending id's score)."""
-        return self.base_capabilities | {Capability.STREAM_DELAY, Capability.STREAM_EXTEND}
+        return self.declared | {Capability.STREAM_DELAY, Capability.STREAM_EXTEND}
 
     @property
     def closed(self) -> bool:
