@@ -59,7 +59,14 @@ class AckSlot:
 
 CURRENT_DELIVERY: ContextVar[AckSlot | None] = ContextVar("hotmesh_current_delivery", default=None)
 """Set by the router around each handler call (each handler runs in its own task)."""
-DeadLetterHook = Callable[[Delivery, BaseException], Awaitable[None]]
+DeadLetterHook = Callable[[Delivery, BaseException], Awaitable[bool | None]]
+"""Called before a delivery is dead-lettered, to record the failure where its caller looks.
+
+It returns True when the delivery turned out to be *superseded*: a second copy of a message
+(published twice, at least once, by a store that cannot publish atomically) whose work another
+copy already settled. The router then acks it instead of dead-lettering it, so one poison task
+leaves one dead letter however many copies of it were in flight. Anything else dead-letters.
+"""
 
 
 @dataclass(frozen=True)
@@ -250,8 +257,13 @@ class Router:
             if attempt >= self.retry.max_attempts:
                 text = "".join(traceback.format_exception(exc))
                 log.error("giving up on %s/%s after %d attempts: %s", self.stream_name, delivery.id, attempt, exc)
-                if self.on_dead_letter is not None:
-                    await self.on_dead_letter(delivery, exc)
+                if self.on_dead_letter is not None and await self.on_dead_letter(delivery, exc) is True:
+                    log.warning(
+                        "%s/%s was a copy of a task another delivery already settled: acked, not dead-lettered",
+                        self.stream_name, delivery.id,
+                    )  # fmt: skip
+                    await self.stream.ack(self.stream_name, self.group, [delivery.id])
+                    return
                 await self.stream.dead_letter(delivery, text)
                 return
             delay = self.retry.delay(attempt)

@@ -637,21 +637,38 @@ class Worker:
             )
         )
 
-    async def _activity_task_dead(self, delivery: Delivery, exc: BaseException) -> None:
+    async def _activity_task_dead(self, delivery: Delivery, exc: BaseException) -> bool:
+        """Fail the activity with the error, naming the delivery given up on.
+
+        Returns True (superseded: ack, do not dead-letter) when the step already has an outcome
+        written by another delivery: a second copy of the task message, which a workflow task
+        redelivered after a crash between its publish and its ack re-emits (Engine rule 2) on
+        a store that cannot publish atomically. Both copies may be poison; the first given up
+        on decides the outcome and leaves the dead letter. A failure this very delivery wrote
+        before a crash kept it from dead-lettering still dead-letters on its redelivery.
+        """
         body = delivery.message.body
         workflow_id = str(body.get("workflow_id"))
         seq = int(body.get("seq") or 0)  # type: ignore[arg-type]
         run = int(body.get("run") or 1)  # type: ignore[arg-type]
         reply_queue = str(body.get("reply_queue") or self.task_queue)
-        await self.engine.transition(
+        job_key = rec.job_id(workflow_id)
+        failure = {**rec.failed(rec.describe_exception(exc), "activity"), "delivery": delivery.id}
+        result = await self.engine.transition(
             Transition(
-                rec.job_id(workflow_id),
+                job_key,
                 f"h:{run}:{seq}",
-                set={f"h:{seq}": rec.failed(rec.describe_exception(exc), "activity")},
+                set={f"h:{seq}": failure},
                 require={"status": rec.RUNNING, "run": run},
                 messages=(rec.run_message(reply_queue, workflow_id),),
             )
         )
+        if result.status is TransitionStatus.APPLIED:
+            return False
+        fields = await self.connection.store.get_job(job_key, ["run", f"h:{seq}"])
+        outcome = (fields or {}).get(f"h:{seq}")
+        same_run = (fields or {}).get("run") == run
+        return same_run and isinstance(outcome, dict) and outcome.get("delivery") != delivery.id
 
 
 def _visibility(seconds: float | None, default: float, what: str) -> timedelta:
