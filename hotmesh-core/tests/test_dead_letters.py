@@ -26,11 +26,8 @@ from hotmesh.providers import Delivery, Message, ReadRequest
 
 pytestmark = pytest.mark.anyio
 
-RELEASE = asyncio.Event()
-
-
 async def stalls() -> str:
-    await RELEASE.wait()
+    await asyncio.Event().wait()  # until the worker shuts down: the tests give its task up by hand
     return "never read"
 
 
@@ -87,5 +84,23 @@ async def test_two_copies_of_a_poison_activity_leave_one_outcome_and_one_dead_le
     assert await worker._activity_task_dead(first, lost) is False
     with pytest.raises(WorkflowFailed, match="WorkerLostError"):
         await handle.result(timeout=30)
-    RELEASE.set()
-    await worker.shutdown(grace=1)
+    await worker.shutdown(grace=0.1)
+
+
+async def test_run_requests_of_a_poison_workflow_leave_one_failure_and_one_dead_letter() -> None:
+    queue = f"dead-{uuid.uuid4().hex[:6]}"
+    config = load_config(url=f"memory://{queue}", environ={})
+    worker = await MeshFlow.Worker.create(connection=config, task_queue=queue, workflow=waits_on_stalls)
+    client = MeshFlow.Client(connection=config)
+    handle = await client.workflow.start(waits_on_stalls, task_queue=queue)
+    request = rec.run_message(queue, handle.workflow_id)  # e.g. two events' wake-ups in flight at once
+    first = Delivery("run-1", request, 7, rec.GROUP)
+    second = Delivery("run-2", request, 7, rec.GROUP)
+    lost = WorkerLostError("its replay killed every worker that took it")
+
+    assert await worker._workflow_task_dead(first, lost) is False  # fails the workflow: dead-letter it
+    assert await worker._workflow_task_dead(second, lost) is True  # the workflow already ended: ack it
+    assert await worker._workflow_task_dead(first, lost) is False  # its own failure, after a crash
+    with pytest.raises(WorkflowFailed, match="WorkerLostError"):
+        await handle.result(timeout=30)
+    await worker.shutdown(grace=0.1)

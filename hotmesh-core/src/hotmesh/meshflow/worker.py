@@ -530,10 +530,20 @@ class Worker:
             )
         return True
 
-    async def _workflow_task_dead(self, delivery: Delivery, exc: BaseException) -> None:
-        """A workflow task that kept failing: fail the workflow with the error (never silently)."""
+    async def _workflow_task_dead(self, delivery: Delivery, exc: BaseException) -> bool:
+        """A workflow task that kept failing: fail the workflow with the error (never silently).
+
+        Returns True (superseded: ack, do not dead-letter) when the workflow had already ended
+        through another delivery: several run requests of one workflow may be in flight when its
+        replay kills workers, and the first given up on fails it and leaves the dead letter.
+        """
         workflow_id = str(delivery.message.body.get("workflow_id"))
-        await fail_workflow(self.engine, workflow_id, rec.describe_exception(exc))
+        if await fail_workflow(self.engine, workflow_id, rec.describe_exception(exc), by=delivery.id):
+            return False
+        job = await self.connection.store.get_job(rec.job_id(workflow_id), ["status", "failed_by"])
+        if job is None or job.get("status") == rec.RUNNING:
+            return False
+        return job.get("failed_by") != delivery.id
 
     # -- activity tasks -------------------------------------------------------------------------
     async def _handle_activity_task(self, delivery: Delivery) -> None:
@@ -759,9 +769,14 @@ async def deliver_signal(connection: Connection, signal_id: str, data: JSONValue
     return len(waiters)
 
 
-async def fail_workflow(engine: Engine, workflow_id: str, error: dict[str, JSONValue]) -> bool:
-    """Mark a running workflow failed with ``error`` and announce it."""
-    return await _end(engine, workflow_id, rec.FAILED, error, step="failed")
+async def fail_workflow(engine: Engine, workflow_id: str, error: dict[str, JSONValue], *, by: str | None = None) -> bool:
+    """Mark a running workflow failed with ``error`` and announce it; True if it was running.
+
+    ``by`` names the delivery whose give-up failed it (kept as ``failed_by``), so that delivery,
+    redelivered after a crash, can tell its own failure from another's.
+    """
+    extra: dict[str, JSONValue] = {"failed_by": by} if by is not None else {}
+    return await _end(engine, workflow_id, rec.FAILED, error, step="failed", extra=extra)
 
 
 async def interrupt_workflow(engine: Engine, workflow_id: str, *, missing_ok: bool = False) -> bool:
@@ -776,7 +791,10 @@ async def interrupt_workflow(engine: Engine, workflow_id: str, *, missing_ok: bo
     return await _end(engine, workflow_id, rec.INTERRUPTED, error, step="interrupt")
 
 
-async def _end(engine: Engine, workflow_id: str, status: str, error: dict[str, JSONValue], *, step: str) -> bool:
+async def _end(
+    engine: Engine, workflow_id: str, status: str, error: dict[str, JSONValue], *, step: str,
+    extra: Mapping[str, JSONValue] | None = None,
+) -> bool:  # fmt: skip
     store = engine.connection.store
     job_key = rec.job_id(workflow_id)
     job = await store.get_job(job_key)
@@ -784,6 +802,7 @@ async def _end(engine: Engine, workflow_id: str, status: str, error: dict[str, J
         return False
     final_step = f"{step}:{job.get('run', 1)}"
     fields: dict[str, JSONValue] = {"status": status, "error": error, "finished_at": time.time(), "final_step": final_step}
+    fields.update(extra or {})
     result = await engine.transition(
         Transition(
             job_key,
