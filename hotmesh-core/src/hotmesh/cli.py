@@ -69,6 +69,10 @@ async def check_backends(
             ok = ok and optional
             lines.append(f"{role.value:<7} {url}: {'not available (optional)' if optional else 'ERROR'}: {exc}")
             continue
+        except HotMeshError as exc:  # a bad URL or option (ConfigError), named without its value
+            ok = False
+            lines.append(f"{role.value:<7} {url}: ERROR: {exc}")
+            continue
         try:
             await provider.open()
             info = await provider.info()

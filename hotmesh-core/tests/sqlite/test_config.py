@@ -40,6 +40,32 @@ def test_bad_options_and_namespace() -> None:
         SqliteStore("sqlite:///x.db", namespace="bad-name")
 
 
+@pytest.mark.parametrize("cls", ALL)
+def test_options_in_the_url_query_are_used_and_the_mapping_wins(cls: type[SqliteStore]) -> None:
+    """Before, a query was silently dropped: ``?synchronous=NORMAL`` left FULL in force."""
+    provider = cls("sqlite:///x.db?synchronous=NORMAL&busy_timeout_ms=250", namespace="t")
+    assert (provider._options.synchronous, provider._options.busy_timeout_ms) == ("NORMAL", 250)
+    assert provider.path == os.path.abspath("x.db")
+    provider = cls("sqlite:///x.db?synchronous=NORMAL", namespace="t", options={"synchronous": "FULL"})
+    assert provider._options.synchronous == "FULL"
+
+
+def test_a_bad_option_in_the_url_query_is_named_without_its_value() -> None:
+    with pytest.raises(ConfigError, match="synchronus: Extra inputs") as caught:
+        SqliteStore("sqlite:///x.db?synchronus=NORMAL", namespace="t")
+    assert "NORMAL" not in str(caught.value)
+    with pytest.raises(ConfigError, match="passwd") as caught:
+        SqliteStore("sqlite:///x.db?passwd=hunter2", namespace="t")
+    assert "hunter2" not in str(caught.value)
+
+
+def test_the_memory_provider_refuses_a_query_instead_of_ignoring_it() -> None:
+    from hotmesh.backends.memory import MemoryStore
+
+    with pytest.raises(ConfigError, match="no options"):
+        MemoryStore("memory://x?pool_size=3", namespace="t")
+
+
 def test_constructor_does_no_io(tmp_path: Path) -> None:
     SqliteStore(f"sqlite:///{tmp_path}/never.db", namespace="t")
     assert not (tmp_path / "never.db").exists()

@@ -199,5 +199,22 @@ def _reset_default_registry() -> None:
 
 
 def invalid_option(provider: str, error: Exception) -> ConfigError:
-    """A ConfigError for options a provider rejected (pydantic error text has no values)."""
+    """A ConfigError for options a provider rejected, naming each bad option and why.
+
+    A pydantic error's own text quotes every rejected value (``input_value='...'``), and an
+    option may be a secret (a misspelt ``passwrd=`` in a URL query): only the option's name and
+    pydantic's message are kept, never the value.
+    """
+    errors = getattr(error, "errors", None)
+    if callable(errors):
+        try:
+            found = errors(include_input=False, include_url=False)
+        except TypeError:  # not pydantic's: use its text
+            found = None
+        if found:
+            text = "; ".join(
+                f"{'.'.join(str(part) for part in item.get('loc', ())) or 'options'}: {item.get('msg', '?')}"
+                for item in found
+            )
+            return ConfigError(f"invalid options for the {provider} provider: {text}")
     return ConfigError(f"invalid options for the {provider} provider: {error}")

@@ -22,6 +22,8 @@ class MemoryProvider(ProviderBase):
             raise ConfigError(f"the memory provider takes memory:// URLs, not {url_scheme(url)}://")
         if options:
             raise ConfigError(f"the memory provider takes no options, got {sorted(options)}")
+        if "?" in url:
+            raise ConfigError("the memory provider takes no options: remove the query from the memory:// URL")
         self._bind_namespace(namespace)
         self._db_name, self._db = database_for(url)
         self._closed = False

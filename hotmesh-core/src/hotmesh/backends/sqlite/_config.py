@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from typing import Any, Literal
+from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
@@ -35,10 +36,16 @@ class SqliteOptions(BaseModel):
     sub_retention_s: float = Field(default=60.0, gt=0)
 
 
-def parse_options(options: Mapping[str, Any] | None) -> SqliteOptions:
-    """Validate options; a bad one raises ConfigError (pydantic's text, no values echoed)."""
+def parse_options(options: Mapping[str, Any] | None, *, url: str = "") -> SqliteOptions:
+    """Validate options; a bad one raises ConfigError (pydantic's text, no values echoed).
+
+    Options may also come in the URL's query (``sqlite:///app.db?synchronous=NORMAL``), as with
+    the server backends; the ``options`` mapping wins over them. An unknown name in either is
+    an error rather than silently ignored (before, a URL query was dropped without a word).
+    """
+    query = dict(parse_qsl(url.split("?", 1)[1], keep_blank_values=True)) if "?" in url else {}
     try:
-        return SqliteOptions.model_validate(dict(options or {}))
+        return SqliteOptions.model_validate({**query, **dict(options or {})})
     except PydanticValidationError as exc:
         raise invalid_option("sqlite", exc) from None
 

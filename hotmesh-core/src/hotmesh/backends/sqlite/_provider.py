@@ -35,7 +35,7 @@ class SqliteProvider(ProviderBase):
         # Provider rule 1: parse and validate only; the file is touched in open().
         self._path = parse_path(url)
         self._bind_namespace(namespace)
-        self._options = parse_options(options)
+        self._options = parse_options(options, url=url)
         self._db = Database(self._path, self._options, self.role)
 
     @property
