@@ -30,6 +30,7 @@ from typing import Any
 
 import anyio
 
+from hotmesh._payload import json_args
 from hotmesh._runtime import ConnectionLike
 from hotmesh._runtime import runtime as _registry
 from hotmesh.engine.durations import Duration, Interval, parse_duration
@@ -184,10 +185,7 @@ class MeshCall:
             TimeoutError: no result within ``timeout`` (also when no function is connected).
         """
         _check_topic(topic)
-        if isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
-            raise SerializationError(f"args must be a list of JSON values, got {type(args).__name__}", path="args")
-        call_args = list(args)
-        check_json(call_args, "args")
+        call_args = json_args(args)
         call_id = _check_id(id) if id is not None else None
         cache_ttl = parse_duration(ttl, what="ttl") if ttl is not None else None
         if cache_ttl is not None and call_id is None:
@@ -280,8 +278,7 @@ class MeshCall:
         first_delay = parse_duration(delay, what="delay", allow_zero=True) if delay is not None else None
         if max_cycles is not None and (isinstance(max_cycles, bool) or not isinstance(max_cycles, int) or max_cycles < 1):
             raise ValidationError(f"max_cycles must be a positive integer, got {max_cycles!r}")
-        cron_args = list(args)
-        check_json(cron_args, "args")
+        cron_args = json_args(args)
         await MeshCall.connect(topic, callback, connection=connection)
         conn = await _registry.connection(connection)
         engine = _registry.engine(conn)

@@ -159,6 +159,10 @@ async def test_hanging_callback_times_out_and_frees_the_slot(mesh: HotMeshConfig
     [
         (lambda c: MeshCall.exec("kit.t", [{"when": object()}], connection=c), errors.SerializationError),
         (lambda c: MeshCall.exec("", [], connection=c), errors.ValidationError),
+        (lambda c: MeshCall.exec("kit.t", "abc", connection=c), errors.SerializationError),  # not f("a", "b", "c")
+        (lambda c: MeshCall.exec("kit.t", {"x": 1}, connection=c), errors.SerializationError),  # not f("x")
+        (lambda c: MeshCall.cron("kit.t", print, args={"x": 1}, id="c", interval="1 minute", connection=c),
+         errors.SerializationError),
         (lambda c: MeshCall.exec("bad topic!", [], connection=c), errors.ValidationError),
         (lambda c: MeshCall.exec("kit.t", [], id="i", ttl=-5, connection=c), errors.ValidationError),
         (lambda c: MeshCall.exec("kit.t", [], id="i", ttl="soon", connection=c), errors.ValidationError),

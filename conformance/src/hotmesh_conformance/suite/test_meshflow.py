@@ -274,6 +274,9 @@ async def test_duplicate_and_unknown_and_bad_input(client: MeshFlow.Client, flow
         await client.workflow.start("no_such_workflow", task_queue=QUEUE)
     with pytest.raises(errors.SerializationError, match=r"args\[0\]"):
         await client.workflow.start(_flows.sleeper, args=[object()], workflow_id="never-written", task_queue=QUEUE)
+    for not_a_list in (5, "abc", {"x": 1}):  # named, not a TypeError, nor split into characters or keys
+        with pytest.raises(errors.SerializationError, match="must be a list"):
+            await client.workflow.start(_flows.sleeper, args=not_a_list, workflow_id="never-written", task_queue=QUEUE)
     with pytest.raises(errors.WorkflowNotFoundError):
         await client.workflow.get_handle(workflow_id="never-written").status()
 

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
+from hotmesh._payload import json_args
 from hotmesh._runtime import ConnectionLike, runtime
 from hotmesh.connection import Connection
 from hotmesh.engine.durations import Duration, parse_duration
@@ -141,10 +142,7 @@ class _Workflows:
             raise ValidationError("start needs the workflow function or its name (workflow_name=)")
         rec.check_workflow_name(name)
         queue = rec.check_queue(task_queue)
-        call_args = list(args) if not isinstance(args, (str, bytes)) else None
-        if call_args is None:
-            raise ValidationError(f"args must be a list of JSON values, got {type(args).__name__}")
-        check_json(call_args, "args")
+        call_args = json_args(args)
         wid = rec.check_workflow_id(workflow_id) if workflow_id is not None else uuid.uuid4().hex
         keep = parse_duration(expire, what="expire").total_seconds() if expire is not None else None
         if on_duplicate not in ("error", "use_existing"):

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from hotmesh._payload import json_args
 from hotmesh.engine.durations import Duration, parse_duration
 from hotmesh.engine.router import RetryPolicy
 from hotmesh.errors import ValidationError
@@ -196,8 +197,7 @@ def _child_details(
     name = workflow if isinstance(workflow, str) else getattr(workflow, "__name__", None)
     if not isinstance(name, str) or not name:
         raise ValidationError(f"{api}: workflow must be a function or a workflow name, got {workflow!r}")
-    child_args = list(args)
-    check_json(child_args, f"{api}.args")
+    child_args = json_args(args, f"{api}.args")
     state = current_state(api)
     return {
         "workflow_name": name,
