@@ -274,6 +274,9 @@ async def test_duplicate_and_unknown_and_bad_input(client: MeshFlow.Client, flow
         await client.workflow.start("no_such_workflow", task_queue=QUEUE)
     with pytest.raises(errors.SerializationError, match=r"args\[0\]"):
         await client.workflow.start(_flows.sleeper, args=[object()], workflow_id="never-written", task_queue=QUEUE)
+    for not_workflows in (None, 5, "sleeper"):
+        with pytest.raises(errors.ValidationError, match="async def"):
+            await MeshFlow.Worker.create(connection=flow_config, task_queue=QUEUE, workflow=not_workflows)  # type: ignore[arg-type]
     for not_a_list in (5, "abc", {"x": 1}):  # named, not a TypeError, nor split into characters or keys
         with pytest.raises(errors.SerializationError, match="must be a list"):
             await client.workflow.start(_flows.sleeper, args=not_a_list, workflow_id="never-written", task_queue=QUEUE)

@@ -120,9 +120,16 @@ class Worker:
         queue = rec.check_queue(task_queue)
         if isinstance(workflow, Mapping):
             named = list(workflow.items())
+        elif callable(workflow):
+            named = [(getattr(workflow, "__name__", repr(workflow)), workflow)]
         else:
-            functions = [workflow] if callable(workflow) else list(workflow)
-            named = [(getattr(fn, "__name__", repr(fn)), fn) for fn in functions]
+            several: object = workflow  # checked at run time: callers may pass anything
+            if isinstance(several, (str, bytes)) or not isinstance(several, Iterable):
+                raise ValidationError(
+                    "Worker.create(workflow=...) takes an 'async def' workflow function, a list of them"
+                    f" or a name -> function mapping; got {type(several).__name__}"
+                )
+            named = [(getattr(fn, "__name__", repr(fn)), fn) for fn in several]
         registered: dict[str, WorkflowFunction] = {}
         for name, fn in named:
             if not inspect.iscoroutinefunction(fn):
