@@ -21,6 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticError
 
+from hotmesh._payload import json_args
 from hotmesh._runtime import ConnectionLike, runtime
 from hotmesh.config import HotMeshConfig, load_config
 from hotmesh.connection import Connection
@@ -101,6 +102,17 @@ _OPS: dict[str, Op] = {
 
 def _check_entity(entity: object) -> str:
     return rec.check_workflow_name(entity) if isinstance(entity, str) else rec.check_workflow_name(str(entity))
+
+
+def _field_names(fields: object, what: str) -> list[str]:
+    """Field names as a list; one bare string is refused (it would be taken letter by letter)."""
+    if isinstance(fields, (str, bytes)) or not isinstance(fields, Iterable):
+        raise ValidationError(f"{what} must be a list of field names, got {type(fields).__name__} {fields!r}")
+    names = list(fields)
+    bad = [n for n in names if not isinstance(n, str) or not n]
+    if bad:
+        raise ValidationError(f"{what} must be non-empty strings; got {bad!r}")
+    return names
 
 
 def _parse_schema(schema: SearchSchema | Mapping[str, Any] | None) -> SearchSchema | None:
@@ -230,10 +242,7 @@ class MeshData:
         record's result instead of running again. With ``await_=False`` returns the id at once.
         """
         name = _check_entity(entity)
-        call_args = list(args) if not isinstance(args, (str, bytes)) else None
-        if call_args is None:
-            raise ValidationError(f"args must be a list of JSON values, got {type(args).__name__}")
-        check_json(call_args, "args")
+        call_args = json_args(args)
         record_id = rec.check_workflow_id(id) if id is not None else uuid.uuid4().hex
         keep = None if ttl is None or ttl == "infinity" else parse_duration(ttl, what="ttl").total_seconds()
         data = dict((search or {}).get("data") or {})
@@ -259,10 +268,13 @@ class MeshData:
         self, entity: str, id: str, *, fields: Sequence[str] | None = None, namespace: str | None = None
     ) -> dict[str, Any]:
         """The record's fields (all, or those named); WorkflowNotFoundError when it does not exist."""
-        return await self._record(entity, id, namespace, {"op": "get", "fields": list(fields) if fields is not None else None})  # type: ignore[return-value]
+        names: list[JSONValue] | None = list(_field_names(fields, "fields")) if fields is not None else None
+        return await self._record(entity, id, namespace, {"op": "get", "fields": names})  # type: ignore[return-value]
 
     async def set(self, entity: str, id: str, data: Mapping[str, Any], *, namespace: str | None = None) -> None:
         """Set record fields from outside the workflow (store first, then the index)."""
+        if not isinstance(data, Mapping):
+            raise ValidationError(f"set takes a mapping of field names to JSON values as data, got {type(data).__name__}")
         fields = dict(data)
         check_json(fields, "data")
         await self._record(entity, id, namespace, {"op": "set", "fields": fields})
@@ -274,7 +286,8 @@ class MeshData:
 
     async def delete_fields(self, entity: str, id: str, fields: Sequence[str], *, namespace: str | None = None) -> None:
         """Remove record fields (from the store and the index)."""
-        await self._record(entity, id, namespace, {"op": "delete", "fields": list(fields)})
+        names: list[JSONValue] = list(_field_names(fields, "fields"))
+        await self._record(entity, id, namespace, {"op": "delete", "fields": names})
 
     async def _record(self, entity: str, id: str, namespace: str | None, cmd: dict[str, JSONValue]) -> JSONValue:
         name = _check_entity(entity)

@@ -152,6 +152,12 @@ async def test_bad_queries_are_typed_errors(mesh_data: MeshData) -> None:
         MeshData(schema={"id": {"type": "KEYWORD"}})
     with pytest.raises(errors.SerializationError):
         await mesh_data.exec("item", [object()])
+    with pytest.raises(errors.SerializationError, match="must be a list"):
+        await mesh_data.exec("item", {"id": "x"})  # type: ignore[arg-type]
+    with pytest.raises(errors.ValidationError, match="mapping"):
+        await mesh_data.set("item", "never-written", ["active", "yes"])  # type: ignore[arg-type]
+    with pytest.raises(errors.ValidationError, match="list of field names"):
+        await mesh_data.delete_fields("item", "never-written", "active")  # not a, c, t, i, v, e
 
 
 _tag = st.sampled_from(["yes", "no", "maybe", *HOSTILE[:4]])
