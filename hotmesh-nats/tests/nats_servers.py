@@ -51,6 +51,19 @@ def free_port() -> int:
         return port
 
 
+class PortClash(RuntimeError):
+    """A private server exited at start because a port picked for it was taken meanwhile.
+
+    ``free_port()`` only finds a port free at that moment: before the server binds it, another
+    process (any client connecting anywhere gets an ephemeral port from the same range) may take
+    it. Seen in CI as ``Error listening on router port ... address already in use``.
+    """
+
+
+START_ATTEMPTS = 3
+"""Fresh ports are picked this many times in all before a clash fails the test."""
+
+
 class PrivateServer:
     """One nats-server with JetStream (file storage) on a free port and its own store directory.
 
@@ -66,6 +79,8 @@ class PrivateServer:
         self.name = name
         self.config = config
         self.proc: subprocess.Popen[bytes] | None = None
+        self.ever_ready = False
+        self._log_offset = 0
 
     @property
     def url(self) -> str:
@@ -78,15 +93,43 @@ class PrivateServer:
             f'server_name: "{self.name}"\nlisten: "127.0.0.1:{self.port}"\n'
             f'jetstream {{ store_dir: "{self.store_dir}" }}\n{self.config}\n'
         )
-        log = (self.store_dir.parent / f"{self.name}.log").open("ab")
+        log_path = self.store_dir.parent / f"{self.name}.log"
+        self._log_offset = log_path.stat().st_size if log_path.exists() else 0
+        log = log_path.open("ab")
         self.proc = subprocess.Popen([self.binary, "-c", str(conf)], stdout=log, stderr=log)
         log.close()
 
-    async def wait_ready(self) -> None:
+    def _port_clash(self) -> bool:
+        """Whether this start's log says a port was already in use."""
+        try:
+            with (self.store_dir.parent / f"{self.name}.log").open("rb") as log:
+                log.seek(self._log_offset)
+                return b"address already in use" in log.read()
+        except OSError:
+            return False
+
+    async def wait_ready(self, *, repick: bool = True) -> None:
+        """Wait until the server accepts connections. A first start that lost its port to another
+        process is retried on a fresh port (``repick``; a cluster re-picks all its ports itself)."""
+        for attempt in range(START_ATTEMPTS):
+            try:
+                await self._wait_once()
+                self.ever_ready = True
+                return
+            except PortClash:
+                if not repick or self.ever_ready or attempt == START_ATTEMPTS - 1:
+                    raise
+                self.port = free_port()
+                self.start()
+
+    async def _wait_once(self) -> None:
         with anyio.fail_after(15):
             while True:
                 if self.proc is not None and self.proc.poll() is not None:
-                    raise RuntimeError(f"nats-server {self.name} exited with {self.proc.returncode}")
+                    code = self.proc.returncode
+                    if self._port_clash():
+                        raise PortClash(f"nats-server {self.name} exited with {code}: a port of it was taken")
+                    raise RuntimeError(f"nats-server {self.name} exited with {code}")
                 try:
                     stream = await anyio.connect_tcp("127.0.0.1", self.port)
                     await stream.aclose()
@@ -118,19 +161,26 @@ class PrivateCluster:
 
     def __init__(self, base: Path, size: int = 3, binary: str = SERVER) -> None:
         self.binary = binary
-        cluster_ports = [free_port() for _ in range(size)]
+        self.base = base
+        self.size = size
+        self.ever_ready = False
+        self.nodes = self._configure(self.base)
+
+    def _configure(self, base: Path) -> list[PrivateServer]:
+        """Nodes on freshly picked client and route ports, their store directories under ``base``."""
+        cluster_ports = [free_port() for _ in range(self.size)]
         routes = ", ".join(f'"nats-route://127.0.0.1:{p}"' for p in cluster_ports)
-        self.nodes = [
+        return [
             PrivateServer(
                 base / f"n{i}" / "js",
                 name=f"n{i}",
-                binary=binary,
+                binary=self.binary,
                 config=(
                     f'cluster {{ name: "hmc", listen: "127.0.0.1:{cluster_ports[i]}", '
                     f"routes: [{routes}] }}"
                 ),
             )
-            for i in range(size)
+            for i in range(self.size)
         ]
 
     @property
@@ -146,8 +196,20 @@ class PrivateCluster:
             node.start()
 
     async def wait_ready(self) -> None:
-        for node in self.nodes:
-            await node.wait_ready()
+        """Wait for every node. If a first start lost a port (client or route) to another process,
+        the whole cluster starts again on fresh ports: the routes name every node's port."""
+        for attempt in range(START_ATTEMPTS):
+            try:
+                for node in self.nodes:
+                    await node.wait_ready(repick=False)
+                self.ever_ready = True
+                return
+            except PortClash:
+                if self.ever_ready or attempt == START_ATTEMPTS - 1:
+                    raise
+                self.stop()
+                self.nodes = self._configure(self.base / f"restart{attempt + 1}")
+                self.start()
 
     def stop(self) -> None:
         for node in self.nodes:

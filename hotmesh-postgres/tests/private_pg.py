@@ -46,12 +46,16 @@ class PrivateServer:
         self.root = Path(tempfile.mkdtemp(prefix="hotmesh-pg-"))
         self.data = self.root / "data"
         self.port = _free_port()
-        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        self.started = False
         ids = _uid("postgres") if os.geteuid() == 0 else None
         self._prefix: list[str] = []
         if ids is not None:
             os.chown(self.root, *ids)
             self._prefix = ["setpriv", f"--reuid={ids[0]}", f"--regid={ids[1]}", "--clear-groups"]
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def _run(self, *args: str) -> None:
         subprocess.run(
@@ -64,9 +68,24 @@ class PrivateServer:
                   "--no-sync", "-E", "UTF8")
 
     def start(self) -> None:
-        opts = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300"
-        self._run(str(BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "log"),
-                  "-o", opts, "-w", "start")
+        """Start and wait. A first start whose port another process took after ``_free_port()``
+        picked it (any client's ephemeral port comes from the same range) tries a fresh port;
+        a restart keeps its port."""
+        log = self.root / "log"
+        for attempt in range(3):
+            offset = log.stat().st_size if log.exists() else 0
+            opts = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300"
+            try:
+                self._run(str(BIN / "pg_ctl"), "-D", str(self.data), "-l", str(log), "-o", opts, "-w", "start")
+                self.started = True
+                return
+            except subprocess.CalledProcessError:
+                with log.open("rb") as text:
+                    text.seek(offset)
+                    clash = b"Address already in use" in text.read()
+                if not clash or self.started or attempt == 2:
+                    raise
+                self.port = _free_port()
 
     def stop(self, mode: str = "fast") -> None:
         """``mode="immediate"`` is a crash: no checkpoint, recovery from the WAL on start."""

@@ -118,6 +118,7 @@ class PrivateRedis:
         self.port = free_port(cluster="--cluster-enabled" in extra)
         self.extra = extra
         self.proc: subprocess.Popen[bytes] | None = None
+        self.started = False
 
     @property
     def url(self) -> str:
@@ -125,16 +126,29 @@ class PrivateRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        """Start and wait until it listens."""
-        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
-                "--save", "", "--daemonize", "no", *self.extra]
-        with open(self.dir / "redis.log", "ab") as log:
-            self.proc = subprocess.Popen(args, stdout=log, stderr=log, cwd=self.dir)
-        try:
-            wait_port(self.port, 20.0, self.proc)
-        except RuntimeError as exc:
-            self.stop()
-            raise RuntimeError(f"{exc}; command: {' '.join(args)}; log:\n{self.log_tail()}") from None
+        """Start and wait until it listens. A first start whose port another process took after
+        ``free_port()`` picked it (any client's ephemeral port comes from the same range) tries
+        again on a fresh port; a restart keeps its port (clients and the AOF tests expect it)."""
+        for attempt in range(3):
+            args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
+                    "--save", "", "--daemonize", "no", *self.extra]
+            log_path = self.dir / "redis.log"
+            offset = log_path.stat().st_size if log_path.exists() else 0
+            with open(log_path, "ab") as log:
+                self.proc = subprocess.Popen(args, stdout=log, stderr=log, cwd=self.dir)
+            try:
+                wait_port(self.port, 20.0, self.proc)
+                self.started = True
+                return
+            except RuntimeError as exc:
+                self.stop()
+                with open(log_path, "rb") as log:
+                    log.seek(offset)
+                    clash = b"Address already in use" in log.read()
+                if clash and not self.started and attempt < 2:
+                    self.port = free_port(cluster="--cluster-enabled" in self.extra)
+                    continue
+                raise RuntimeError(f"{exc}; command: {' '.join(args)}; log:\n{self.log_tail()}") from None
 
     def log_tail(self, lines: int = 20) -> str:
         """The last lines the server logged (for failure messages)."""
