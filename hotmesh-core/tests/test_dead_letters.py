@@ -21,6 +21,7 @@ from hotmesh.connection import Connection
 from hotmesh.engine.engine import Engine
 from hotmesh.engine.router import RetryPolicy
 from hotmesh.errors import WorkerLostError, WorkflowFailed
+from hotmesh.meshflow import WorkflowHandle
 from hotmesh.meshflow import _records as rec
 from hotmesh.providers import Delivery, Message, ReadRequest
 
@@ -65,12 +66,17 @@ async def test_a_hook_that_says_superseded_gets_the_delivery_acked_not_dead_lett
     await connection.aclose()
 
 
-async def test_two_copies_of_a_poison_activity_leave_one_outcome_and_one_dead_letter() -> None:
+async def _stalled_workflow() -> tuple[str, MeshFlow.Worker, WorkflowHandle]:
+    """A worker on a fresh memory queue and one workflow waiting on its never-ending activity."""
     queue = f"dead-{uuid.uuid4().hex[:6]}"
     config = load_config(url=f"memory://{queue}", environ={})
     worker = await MeshFlow.Worker.create(connection=config, task_queue=queue, workflow=waits_on_stalls)
-    client = MeshFlow.Client(connection=config)
-    handle = await client.workflow.start(waits_on_stalls, task_queue=queue)
+    handle = await MeshFlow.Client(connection=config).workflow.start(waits_on_stalls, task_queue=queue)
+    return queue, worker, handle
+
+
+async def test_two_copies_of_a_poison_activity_leave_one_outcome_and_one_dead_letter() -> None:
+    queue, worker, handle = await _stalled_workflow()
     stream = worker.connection.stream
     spy = ReadRequest(stream=rec.activity_stream(queue), group="spy", consumer="spy", count=1, block=timedelta(seconds=5))
     (seen,) = await stream.read(spy)  # a fresh group starts at the beginning (Stream rule 2)
@@ -88,11 +94,7 @@ async def test_two_copies_of_a_poison_activity_leave_one_outcome_and_one_dead_le
 
 
 async def test_run_requests_of_a_poison_workflow_leave_one_failure_and_one_dead_letter() -> None:
-    queue = f"dead-{uuid.uuid4().hex[:6]}"
-    config = load_config(url=f"memory://{queue}", environ={})
-    worker = await MeshFlow.Worker.create(connection=config, task_queue=queue, workflow=waits_on_stalls)
-    client = MeshFlow.Client(connection=config)
-    handle = await client.workflow.start(waits_on_stalls, task_queue=queue)
+    queue, worker, handle = await _stalled_workflow()
     request = rec.run_message(queue, handle.workflow_id)  # e.g. two events' wake-ups in flight at once
     first = Delivery("run-1", request, 7, rec.GROUP)
     second = Delivery("run-2", request, 7, rec.GROUP)

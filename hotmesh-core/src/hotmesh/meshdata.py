@@ -104,11 +104,11 @@ def _check_entity(entity: object) -> str:
     return rec.check_workflow_name(entity) if isinstance(entity, str) else rec.check_workflow_name(str(entity))
 
 
-def _field_names(fields: object, what: str) -> list[str]:
+def _field_names(fields: object, what: str) -> list[JSONValue]:
     """Field names as a list; one bare string is refused (it would be taken letter by letter)."""
     if isinstance(fields, (str, bytes)) or not isinstance(fields, Iterable):
         raise ValidationError(f"{what} must be a list of field names, got {type(fields).__name__} {fields!r}")
-    names = list(fields)
+    names: list[JSONValue] = list(fields)
     bad = [n for n in names if not isinstance(n, str) or not n]
     if bad:
         raise ValidationError(f"{what} must be non-empty strings; got {bad!r}")
@@ -268,7 +268,7 @@ class MeshData:
         self, entity: str, id: str, *, fields: Sequence[str] | None = None, namespace: str | None = None
     ) -> dict[str, Any]:
         """The record's fields (all, or those named); WorkflowNotFoundError when it does not exist."""
-        names: list[JSONValue] | None = list(_field_names(fields, "fields")) if fields is not None else None
+        names = _field_names(fields, "fields") if fields is not None else None
         return await self._record(entity, id, namespace, {"op": "get", "fields": names})  # type: ignore[return-value]
 
     async def set(self, entity: str, id: str, data: Mapping[str, Any], *, namespace: str | None = None) -> None:
@@ -286,7 +286,7 @@ class MeshData:
 
     async def delete_fields(self, entity: str, id: str, fields: Sequence[str], *, namespace: str | None = None) -> None:
         """Remove record fields (from the store and the index)."""
-        names: list[JSONValue] = list(_field_names(fields, "fields"))
+        names = _field_names(fields, "fields")
         await self._record(entity, id, namespace, {"op": "delete", "fields": names})
 
     async def _record(self, entity: str, id: str, namespace: str | None, cmd: dict[str, JSONValue]) -> JSONValue:
